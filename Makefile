@@ -1,0 +1,66 @@
+# DL Studio — `make run` serves the product (embedded default), `make test` runs the whole suite.
+# Every install step lives here, so a fresh clone needs only python3, node/npm and make.
+
+SHELL := /bin/bash
+PORT ?= 8000
+HOST ?= 127.0.0.1
+# The runner may later drop to an unprivileged uid, which cannot execute an interpreter under
+# root's home (pyenv): prefer the system Python for the environment.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run test setup browser worker lint format bench clean
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+test: setup browser
+	bash tests/run.sh
+
+setup: $(VENV)/.synced node_modules/.installed static/dist/.built staticfiles/.collected
+
+worker: setup
+	$(VENV)/bin/celery -A webapp worker -Q training --concurrency 1 --max-tasks-per-child 1 -O fair --loglevel INFO
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+bench: setup
+	$(PY) -m bench.epoch_overhead
+	$(PY) -m bench.first_epoch
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+static/dist/.built: node_modules/.installed $(wildcard static/src/*.js)
+	npm run build
+	touch $@
+
+staticfiles/.collected: static/dist/.built $(wildcard static/css/*) $(VENV)/.synced
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	touch $@
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+clean:
+	rm -rf $(VENV) .tools node_modules static/dist staticfiles

@@ -1,0 +1,1 @@
+"""The domain app: projects and membership, datasets, analyses, ML tasks, sessions."""

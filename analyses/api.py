@@ -1,0 +1,455 @@
+"""The public JSON API (../shared/API.md), served under /api/ with its OpenAPI schema at /api/schema/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+from ninja import Body, Status
+from ninja import File as FileParam
+from ninja import Form, NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.files import UploadedFile
+from ninja.security import APIKeyHeader, SessionAuth
+
+from analyses import access, health
+from analyses.datasets import DatasetError, guess_prediction_type, read_csv, store_dataset, target_classes
+from analyses.design import (
+    DesignError,
+    clean_features,
+    clean_prediction_type,
+    clean_split,
+    clean_training,
+    default_design,
+)
+from analyses.models import Analysis, ApiToken, Dataset, Membership, MLTask, Project, Role
+from analyses.serializers import (
+    analysis_json,
+    dataset_json,
+    mltask_json,
+    project_json,
+    session_detail,
+    session_summary,
+)
+from training_worker.defaults import default_architecture_code
+from analyses.sessions import SessionStateError, request_abort, request_interrupt, start_session
+
+MAX_PAGE = 1000
+
+
+class TokenAuth(APIKeyHeader):
+    """`Authorization: Token <key>`."""
+
+    param_name = "Authorization"
+
+    def authenticate(self, request: HttpRequest, key: str | None):
+        if not key or not key.startswith("Token "):
+            return None
+        token = ApiToken.objects.select_related("user").filter(key=key[6:].strip(), user__is_active=True).first()
+        if token is None:
+            return None
+        request.user = token.user
+        return token.user
+
+
+api = NinjaAPI(
+    title="DL Studio API",
+    version="1",
+    description="Projects, datasets, ML tasks and training sessions. See ../shared/API.md.",
+    auth=[TokenAuth(), SessionAuth()],
+    urls_namespace="api",
+    openapi_url="/schema/",
+    docs_url="/docs/",
+)
+
+
+# Errors are always {"error": "<human message>", ...}; never a stack trace.
+@api.exception_handler(Http404)
+def not_found(request, exc):
+    return api.create_response(request, {"error": "Not found."}, status=404)
+
+
+@api.exception_handler(PermissionDenied)
+def forbidden(request, exc):
+    return api.create_response(request, {"error": str(exc) or "Not allowed."}, status=403)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, exc):
+    return api.create_response(
+        request, {"error": "Log in, or send the header Authorization: Token <key> (POST /api/token/)."}, status=401
+    )
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc: HttpError):
+    return api.create_response(request, {"error": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(NinjaValidationError)
+def invalid_request(request, exc: NinjaValidationError):
+    parts = []
+    for err in exc.errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "payload", "query", "form"))
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return api.create_response(request, {"error": "; ".join(parts), "detail": exc.errors}, status=422)
+
+
+@api.exception_handler(DesignError)
+@api.exception_handler(DatasetError)
+def bad_input(request, exc):
+    return api.create_response(request, {"error": str(exc)}, status=400)
+
+
+# ---------------------------------------------------------------- identity
+
+
+class Credentials(Schema):
+    username: str
+    password: str
+
+
+@api.post("/token/", auth=None, tags=["identity"])
+def issue_token(request, payload: Credentials):
+    user = authenticate(request, username=payload.username, password=payload.password)
+    if user is None:
+        raise HttpError(401, "Wrong username or password.")
+    return {"token": ApiToken.issue(user).key}
+
+
+class NewUser(Schema):
+    username: str
+    password: str
+    email: str = ""
+
+
+@api.post("/users/", response={201: dict}, tags=["identity"])
+def create_user(request, payload: NewUser):
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff can create accounts.")
+    User = get_user_model()
+    if User.objects.filter(username=payload.username).exists():
+        raise HttpError(409, f"A user named {payload.username!r} already exists.")
+    try:
+        validate_password(payload.password)
+    except ValidationError as exc:
+        raise HttpError(400, " ".join(exc.messages)) from None
+    user = User.objects.create_user(payload.username, payload.email, payload.password)
+    return Status(201, {"id": user.pk, "username": user.username})
+
+
+@api.get("/health/", auth=None, tags=["identity"])
+def get_health(request):
+    return health.report(detailed=request.user.is_authenticated)
+
+
+# ---------------------------------------------------------------- projects
+
+
+class NewProject(Schema):
+    name: str
+
+
+@api.get("/projects/", tags=["projects"])
+def list_projects(request):
+    memberships = Membership.objects.filter(user=request.user).select_related("project").order_by("project__name")
+    return [project_json(m.project, m.role) for m in memberships]
+
+
+@api.post("/projects/", response={201: dict}, tags=["projects"])
+def create_project(request, payload: NewProject):
+    name = payload.name.strip()
+    if not name:
+        raise HttpError(400, "A project needs a name.")
+    with transaction.atomic():
+        project = Project.objects.create(name=name[:200], created_by=request.user)
+        Membership.objects.create(project=project, user=request.user, role=Role.OWNER)
+    return Status(201, project_json(project, Role.OWNER))
+
+
+@api.get("/projects/{project_id}/", tags=["projects"])
+def get_project(request, project_id: int):
+    project = access.get_project_for(request.user, project_id)
+    members = project.memberships.select_related("user").order_by("user__username")
+    return {
+        **project_json(project, access.role_in(request.user, project)),
+        "members": [{"username": m.user.username, "role": m.role} for m in members],
+        "datasets": [dataset_json(d) for d in project.datasets.order_by("name")],
+        "analyses": [analysis_json(a) for a in project.analyses.order_by("name")],
+    }
+
+
+class NewMember(Schema):
+    username: str
+    role: Role
+
+
+@api.post("/projects/{project_id}/members/", response={201: dict}, tags=["projects"])
+def add_member(request, project_id: int, payload: NewMember):
+    project = access.get_project_for(request.user, project_id, Role.OWNER)
+    user = get_user_model().objects.filter(username=payload.username).first()
+    if user is None:
+        raise HttpError(404, f"No user named {payload.username!r}; an admin creates accounts first.")
+    Membership.objects.update_or_create(project=project, user=user, defaults={"role": payload.role})
+    return Status(201, {"username": user.username, "role": payload.role})
+
+
+@api.delete("/projects/{project_id}/members/{username}/", tags=["projects"])
+def remove_member(request, project_id: int, username: str):
+    project = access.get_project_for(request.user, project_id, Role.OWNER)
+    membership = project.memberships.filter(user__username=username).first()
+    if membership is None:
+        raise Http404
+    if membership.role == Role.OWNER and project.memberships.filter(role=Role.OWNER).count() == 1:
+        raise HttpError(409, "A project keeps at least one owner; make someone else owner first.")
+    membership.delete()
+    return {"removed": username}
+
+
+@api.get("/projects/{project_id}/variables/", tags=["projects"])
+def get_variables(request, project_id: int):
+    return access.get_project_for(request.user, project_id).variables
+
+
+@api.put("/projects/{project_id}/variables/", tags=["projects"])
+def put_variables(request, project_id: int, payload: dict[str, Any] = Body(...)):
+    project = access.get_project_for(request.user, project_id, Role.EDITOR)
+    project.variables = payload
+    project.save(update_fields=["variables"])
+    return project.variables
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@api.get("/projects/{project_id}/datasets/", tags=["datasets"])
+def list_datasets(request, project_id: int):
+    project = access.get_project_for(request.user, project_id)
+    return [dataset_json(d) for d in project.datasets.order_by("name")]
+
+
+@api.post("/projects/{project_id}/datasets/", response={201: dict}, tags=["datasets"])
+def upload_dataset(request, project_id: int, file: UploadedFile = FileParam(None), name: str = Form("")):
+    project = access.get_project_for(request.user, project_id, Role.EDITOR)
+    if getattr(request, "upload_too_large", False):
+        raise HttpError(413, f"The file is larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit.")
+    if file is None:
+        raise HttpError(400, "Send the CSV as the multipart field `file`.")
+    filename = Path(file.name or "upload.csv").name
+    path = Path(file.temporary_file_path())
+    dataset = store_dataset(project, path, filename, name, request.user, file.size)
+    return Status(201, dataset_json(dataset))
+
+
+@api.get("/datasets/{dataset_id}/", tags=["datasets"])
+def get_dataset(request, dataset_id: int):
+    return dataset_json(access.get_dataset_for(request.user, dataset_id))
+
+
+@api.get("/datasets/{dataset_id}/rows/", tags=["datasets"])
+def get_rows(request, dataset_id: int, offset: int = 0, limit: int = 100):
+    dataset = access.get_dataset_for(request.user, dataset_id)
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise HttpError(400, f"offset must be ≥ 0 and limit between 1 and {MAX_PAGE}.")
+    import pandas as pd
+
+    frame = pd.read_csv(
+        dataset.file.path, skiprows=range(1, offset + 1), nrows=limit, encoding="utf-8-sig",
+        encoding_errors="replace", dtype=str, keep_default_na=False,
+    )
+    return {
+        "offset": offset,
+        "limit": limit,
+        "total": dataset.rows,
+        "columns": list(frame.columns),
+        "rows": frame.to_numpy().tolist(),
+    }
+
+
+# ---------------------------------------------------------------- analyses and ML tasks
+
+
+class NewAnalysis(Schema):
+    name: str = ""
+    dataset: int
+
+
+@api.post("/projects/{project_id}/analyses/", response={201: dict}, tags=["analyses"])
+def create_analysis(request, project_id: int, payload: NewAnalysis):
+    project = access.get_project_for(request.user, project_id, Role.EDITOR)
+    dataset = project.datasets.filter(pk=payload.dataset).first()
+    if dataset is None:
+        raise HttpError(400, f"Dataset {payload.dataset} is not in this project.")
+    analysis = Analysis.objects.create(
+        project=project, dataset=dataset, name=(payload.name.strip() or f"Analysis of {dataset.name}")[:200],
+        created_by=request.user,
+    )
+    return Status(201, analysis_json(analysis))
+
+
+@api.get("/projects/{project_id}/analyses/", tags=["analyses"])
+def list_analyses(request, project_id: int):
+    project = access.get_project_for(request.user, project_id)
+    return [analysis_json(a) for a in project.analyses.order_by("name")]
+
+
+@api.get("/analyses/{analysis_id}/", tags=["analyses"])
+def get_analysis(request, analysis_id: int):
+    return analysis_json(access.get_analysis_for(request.user, analysis_id))
+
+
+class NewMLTask(Schema):
+    target: str
+    prediction_type: str | None = None
+
+
+def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str] | None:
+    """The target's labels, checked against the prediction type with a message that says the fix."""
+    series = read_csv(dataset.file.path, usecols=[target])[target]
+    if series.notna().sum() == 0:
+        raise DesignError(f"Target {target!r} has no values.")
+    if prediction_type == "regression":
+        if not _is_numeric(series):
+            raise DesignError(f"Target {target!r} is not numeric, so it cannot be a regression target; "
+                              "choose binary or multiclass.")
+        return None
+    classes = target_classes(series)
+    if len(classes) < 2:
+        raise DesignError(f"Target {target!r} has a single value ({classes[0]!r}); there is nothing to predict.")
+    if prediction_type == "binary" and len(classes) != 2:
+        raise DesignError(f"Target {target!r} has {len(classes)} distinct values; binary needs exactly 2. "
+                          "Choose multiclass.")
+    return classes
+
+
+def _is_numeric(series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(series)
+
+
+@api.post("/analyses/{analysis_id}/mltasks/", response={201: dict}, tags=["analyses"])
+def create_mltask(request, analysis_id: int, payload: NewMLTask):
+    analysis = access.get_analysis_for(request.user, analysis_id, Role.EDITOR)
+    dataset = analysis.dataset
+    if dataset.column(payload.target) is None:
+        names = ", ".join(c["name"] for c in dataset.columns[:20])
+        raise HttpError(400, f"Target {payload.target!r} is not a column of dataset {dataset.name!r}. "
+                             f"Columns: {names}.")
+    if payload.prediction_type:
+        prediction_type = clean_prediction_type(payload.prediction_type)
+    else:
+        prediction_type = guess_prediction_type(read_csv(dataset.file.path, usecols=[payload.target])[payload.target])
+    classes = classes_for(dataset, payload.target, prediction_type)
+    mltask = MLTask.objects.create(
+        analysis=analysis, target=payload.target, prediction_type=prediction_type, classes=classes,
+        updated_by=request.user, **default_design(dataset, payload.target, prediction_type),
+    )
+    return Status(201, mltask_json(mltask))
+
+
+@api.get("/mltasks/{mltask_id}/", tags=["analyses"])
+def get_mltask(request, mltask_id: int):
+    return mltask_json(access.get_mltask_for(request.user, mltask_id))
+
+
+class MLTaskEdit(Schema):
+    version: int
+    prediction_type: str | None = None
+    architecture_code: str | None = None
+    training: dict[str, Any] | None = None
+    features: list[dict[str, Any]] | None = None
+    split: dict[str, Any] | None = None
+    metric: str | None = None
+
+
+@api.patch("/mltasks/{mltask_id}/", tags=["analyses"])
+def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
+    mltask = access.get_mltask_for(request.user, mltask_id, Role.EDITOR)
+    dataset = mltask.analysis.dataset
+    changes: dict[str, Any] = {}
+    if payload.prediction_type is not None and payload.prediction_type != mltask.prediction_type:
+        new_type = clean_prediction_type(payload.prediction_type)
+        changes["classes"] = classes_for(dataset, mltask.target, new_type)
+        changes["prediction_type"] = new_type
+        if payload.architecture_code is None and mltask.architecture_code == default_architecture_code(
+            mltask.prediction_type
+        ):  # untouched default code follows the type; edited code is the user's and stays
+            changes["architecture_code"] = default_architecture_code(new_type)
+    if payload.architecture_code is not None:
+        changes["architecture_code"] = payload.architecture_code
+    if payload.training is not None:
+        changes["training"] = clean_training(payload.training, mltask.training)
+    if payload.features is not None:
+        changes["features"] = clean_features(payload.features, dataset, mltask.target)
+    if payload.split is not None:
+        changes["split"] = clean_split(payload.split, mltask.split)
+    if payload.metric is not None:
+        changes["metric"] = payload.metric
+    # Compare-and-set on the version: a stale save is refused, never silently merged.
+    updated = MLTask.objects.filter(pk=mltask.pk, version=payload.version).update(
+        **changes, version=payload.version + 1, updated_by=request.user, updated_at=timezone.now()
+    )
+    if not updated:
+        mltask.refresh_from_db()
+        who = mltask.updated_by.username if mltask.updated_by else "someone"
+        return api.create_response(
+            request,
+            {
+                "error": f"This ML task was saved by {who} since you opened it (you have version "
+                         f"{payload.version}, the latest is {mltask.version}). Reload to see their change, "
+                         "then apply yours again.",
+                "current": mltask_json(mltask),
+            },
+            status=409,
+        )
+    mltask.refresh_from_db()
+    return mltask_json(mltask)
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@api.post("/mltasks/{mltask_id}/sessions/", response={201: dict}, tags=["sessions"])
+def train(request, mltask_id: int):
+    mltask = access.get_mltask_for(request.user, mltask_id, Role.EDITOR)
+    session = start_session(mltask, request.user)
+    return Status(201, session_summary(session))
+
+
+@api.get("/mltasks/{mltask_id}/sessions/", tags=["sessions"])
+def list_sessions(request, mltask_id: int):
+    mltask = access.get_mltask_for(request.user, mltask_id)
+    return [session_summary(s) for s in mltask.sessions.select_related("created_by")]
+
+
+@api.get("/sessions/{session_id}/", tags=["sessions"])
+def get_session(request, session_id: int):
+    return session_detail(access.get_session_for(request.user, session_id))
+
+
+@api.post("/sessions/{session_id}/interrupt/", tags=["sessions"])
+def interrupt(request, session_id: int):
+    session = access.get_session_for(request.user, session_id, Role.EDITOR)
+    try:
+        return session_summary(request_interrupt(session))
+    except SessionStateError as exc:
+        raise HttpError(409, str(exc)) from None
+
+
+@api.post("/sessions/{session_id}/abort/", tags=["sessions"])
+def abort(request, session_id: int):
+    session = access.get_session_for(request.user, session_id, Role.EDITOR)
+    try:
+        return session_summary(request_abort(session))
+    except SessionStateError as exc:
+        raise HttpError(409, str(exc)) from None
+

@@ -1,0 +1,53 @@
+"""`WS /ws/sessions/<id>/`: a snapshot of the stored session, then its live events."""
+
+from __future__ import annotations
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from analyses import live
+from analyses.access import get_session_for
+from analyses.serializers import session_detail
+
+CLOSE_NOT_FOUND = 4404
+
+
+class SessionConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        live.register_server_loop(asyncio.get_running_loop())
+        user = self.scope.get("user")
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        try:
+            snapshot = await self._snapshot_for(user, session_id, subscribe=True)
+        except (Http404, PermissionDenied):
+            await self.close(code=CLOSE_NOT_FOUND)  # refused before accept: handshake fails
+            return
+        await self.accept()
+        # Subscribed before reading the snapshot, so nothing falls between the two; the page
+        # de-duplicates epochs it already has.
+        await self.send_json({"type": "snapshot", **snapshot})
+
+    async def _snapshot_for(self, user, session_id: int, subscribe: bool) -> dict:
+        await database_sync_to_async(get_session_for)(user, session_id)
+        self.group = live.group_name(session_id)
+        if subscribe:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        return await database_sync_to_async(self._load_snapshot)(user, session_id)
+
+    @staticmethod
+    def _load_snapshot(user, session_id: int) -> dict:
+        return session_detail(get_session_for(user, session_id))
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        """The stream is one-way; actions go through the JSON API, where roles are checked."""
+
+    async def session_event(self, message: dict) -> None:
+        await self.send_json(message["event"])

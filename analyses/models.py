@@ -1,0 +1,187 @@
+"""The domain model: Project → Dataset / Analysis → MLTask → Session → EpochMetric."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+from training_worker.events import FINAL_STATUSES, Status
+
+
+class Role(models.TextChoices):
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+
+# What each role may do; higher includes lower.
+ROLE_RANK = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
+
+
+class Project(models.Model):
+    """The team unit of sharing: everything below belongs to exactly one project."""
+
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    variables = models.JSONField(default=dict)  # read by get_variable() in user code
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+
+class ApiToken(models.Model):
+    """`Authorization: Token <key>` for scripts and the websocket of non-browser clients."""
+
+    key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @classmethod
+    def issue(cls, user) -> ApiToken:
+        return cls.objects.create(user=user, key=secrets.token_hex(20))
+
+
+class Dataset(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to="datasets/%Y/%m/")
+    original_filename = models.CharField(max_length=255, blank=True)
+    rows = models.PositiveBigIntegerField(default=0)
+    columns = models.JSONField(default=list)  # [{name, type, missing, distinct}]
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def column(self, name: str) -> dict | None:
+        return next((c for c in self.columns if c["name"] == name), None)
+
+
+class Analysis(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="analyses")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="analyses")
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class PredictionType(models.TextChoices):
+    REGRESSION = "regression"
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+
+
+class MLTask(models.Model):
+    """A modelling problem on an analysis' dataset, with its design and code.
+
+    `version` increases on every save; a save that names an older version is refused (409) so a
+    teammate's edit is never silently overwritten.
+    """
+
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="mltasks")
+    target = models.CharField(max_length=255)
+    prediction_type = models.CharField(max_length=12, choices=PredictionType.choices)
+    classes = models.JSONField(null=True, blank=True)  # sorted target labels (classification)
+    features = models.JSONField(default=list)
+    split = models.JSONField(default=dict)
+    architecture_code = models.TextField()
+    training = models.JSONField(default=dict)
+    metric = models.CharField(max_length=50, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def project(self) -> Project:
+        return self.analysis.project
+
+    def design(self) -> dict:
+        return {
+            "target": self.target,
+            "prediction_type": self.prediction_type,
+            "classes": self.classes,
+            "features": self.features,
+            "split": self.split,
+            "architecture_code": self.architecture_code,
+            "training": self.training,
+            "metric": self.metric,
+        }
+
+
+class Session(models.Model):
+    """One training run, with a frozen snapshot of its ML task's design.
+
+    Allowed transitions (the database row is the truth; writers use conditional updates):
+        queued → starting → running → succeeded | interrupted | failed | aborted
+        queued → aborted (aborted or interrupted before a worker took it)
+        starting → failed | aborted
+    A session in a FINAL_STATUSES status never changes again.
+    """
+
+    mltask = models.ForeignKey(MLTask, on_delete=models.CASCADE, related_name="sessions")
+    status = models.CharField(
+        max_length=12, choices=[(s.value, s.value) for s in Status], default=Status.QUEUED, db_index=True
+    )
+    design = models.JSONField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    phase = models.CharField(max_length=30, blank=True)
+    epochs_total = models.PositiveIntegerField(default=0)
+    epochs_done = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(null=True, blank=True)  # last {epoch, batch, of}
+    model_info = models.JSONField(null=True, blank=True)  # {summary, params, input_shapes, n_classes}
+    final_metrics = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)  # {phase, tab, line, message, traceback}
+    artifacts = models.JSONField(default=dict)  # name -> path relative to DATA_DIR
+    interrupt_requested_at = models.DateTimeField(null=True, blank=True)
+    abort_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class EpochMetric(models.Model):
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="epoch_metrics")
+    epoch = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    values = models.JSONField()
+    partial = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["epoch"]
+        constraints = [models.UniqueConstraint(fields=["session", "epoch"], name="one_row_per_epoch")]
+
+
+class SessionLog(models.Model):
+    """User prints and warnings, kept so a reopened page shows the console it missed."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="logs")
+    stream = models.CharField(max_length=10)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

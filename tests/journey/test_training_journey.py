@@ -1,0 +1,154 @@
+"""The walking skeleton end to end through the JSON API and the websocket, on real processes:
+embedded (one process, SQLite, in-memory layer) and distributed (daphne + Celery worker + Redis +
+PostgreSQL). Each test runs in both modes (see conftest.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.live import watch
+
+BINARY_METRICS = ["Accuracy", "Precision", "Recall", "F1 Score", "Cost Matrix Gain", "Log Loss",
+                  "Cumulative Lift", "ROC AUC"]
+
+
+def runner_pids(data_dir: Path, session_id: int) -> list[int]:
+    """Runner processes working on this session's work dir, found through /proc."""
+    workdir = str(data_dir / "sessions" / str(session_id))
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"training_worker.runner" in cmdline and workdir.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_upload_reports_schema_and_guesses_binary(cancer_task):
+    dataset = cancer_task["dataset"]
+    assert dataset["rows"] == 569
+    columns = {c["name"]: c for c in dataset["columns"]}
+    assert columns["mean radius"]["type"] == "numeric"
+    assert columns["target"] == {"name": "target", "type": "categorical", "missing": 0, "distinct": 2}
+    mltask = cancer_task["mltask"]
+    assert mltask["prediction_type"] == "binary"
+    assert "Dense(1, activation=\"sigmoid\")" in mltask["architecture_code"].replace("'", '"')
+    assert {f["input"] for f in mltask["features"]} == {"main"}
+    assert len(mltask["features"]) == 30
+
+
+def test_three_epochs_stream_every_binary_metric_and_score_well(studio, client, cancer_task):
+    mltask = cancer_task["mltask"]["id"]
+    client.patch(mltask, training={"epochs": 3, "batch_size": 32})
+    session = client.train(mltask)
+
+    messages = watch(studio.base, client.token, session)
+
+    assert messages[0]["type"] == "snapshot"
+    epochs = {m["epoch"]: m for m in messages if m["type"] == "epoch"}
+    epochs.update({e["epoch"]: e for e in messages[0]["metrics"] if e["epoch"] not in epochs})
+    assert sorted(epochs) == [1, 2, 3]
+    pushed = [m for m in messages if m["type"] == "epoch"]
+    assert len(pushed) >= 1, "epochs must be pushed live, not only found in the snapshot"
+    for epoch in epochs.values():
+        names = set(epoch["values"])
+        missing = [f"{side} {n}" for n in BINARY_METRICS for side in ("Train", "Test") if f"{side} {n}" not in names]
+        assert not missing, f"epoch {epoch['epoch']} lacks {missing}"
+    assert messages[-1]["type"] == "done" or messages[-1]["status"] == "succeeded"
+
+    done = client.wait(session)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["final_metrics"]["Test ROC AUC"] >= 0.95
+    assert 0.8 <= done["final_metrics"]["Test Accuracy"] <= 1.0
+    assert done["epochs_done"] == 3 and done["epochs_total"] == 3
+    assert [e["epoch"] for e in done["metrics"]] == [1, 2, 3]
+    assert {"model", "preprocessing"} <= set(done["artifacts"])
+    model_file = studio.data_dir / "sessions" / str(session) / "output" / "model.keras"
+    assert model_file.stat().st_size > 1000
+    assert (model_file.parent / "preprocessing.joblib").exists()
+    statuses = [m.get("status") for m in messages if m["type"] == "status"]
+    assert "running" in statuses or messages[0]["status"] != "queued"
+
+
+def test_interrupt_stops_early_and_keeps_an_evaluated_model(studio, client, cancer_task):
+    mltask = cancer_task["mltask"]["id"]
+    client.patch(mltask, training={"epochs": 500, "batch_size": 32})
+    session = client.train(mltask)
+    client.wait_for_epochs(session, 1)
+
+    asked = time.time()
+    client.call("POST", f"/api/sessions/{session}/interrupt/")
+    done = client.wait(session, timeout=120)
+
+    assert done["status"] == "interrupted", done["error"]
+    assert time.time() - asked < 60
+    assert done["epochs_done"] < 500
+    assert done["final_metrics"]["Test ROC AUC"] > 0.5
+    assert (studio.data_dir / "sessions" / str(session) / "output" / "model.keras").exists()
+    assert client.request("POST", f"/api/sessions/{session}/interrupt/").status_code == 409
+
+
+def test_abort_kills_the_runner_and_keeps_no_model(studio, client, cancer_task):
+    mltask = cancer_task["mltask"]["id"]
+    client.patch(mltask, training={"epochs": 500, "batch_size": 32})
+    session = client.train(mltask)
+    deadline = time.time() + 120
+    while not runner_pids(studio.data_dir, session) and time.time() < deadline:
+        time.sleep(0.2)
+    assert runner_pids(studio.data_dir, session), "the runner never started"
+
+    client.call("POST", f"/api/sessions/{session}/abort/")
+    done = client.wait(session, timeout=60)
+
+    assert done["status"] == "aborted"
+    assert done["final_metrics"] in (None, {})
+    deadline = time.time() + 10
+    while runner_pids(studio.data_dir, session) and time.time() < deadline:
+        time.sleep(0.2)
+    assert runner_pids(studio.data_dir, session) == []
+
+
+def test_syntax_error_fails_the_session_naming_tab_and_line(studio, client, cancer_task):
+    mltask = cancer_task["mltask"]["id"]
+    code = "import keras\n\ndef build_model(input_shapes, n_classes)\n    return None\n"
+    client.patch(mltask, architecture_code=code, training={"epochs": 1, "batch_size": 32})
+    session = client.train(mltask)
+    done = client.wait(session, timeout=120)
+    try:
+        assert done["status"] == "failed"
+        assert done["error"]["tab"] == "architecture"
+        assert done["error"]["line"] == 3
+        assert "SyntaxError" in done["error"]["message"] or "syntax" in done["error"]["message"].lower()
+    finally:
+        restore_default_code(client, cancer_task)
+
+
+def test_exception_in_build_model_names_the_line(studio, client, cancer_task):
+    mltask = cancer_task["mltask"]["id"]
+    code = (
+        "import keras\n\n"
+        "def build_model(input_shapes, n_classes):\n"
+        "    inputs = keras.Input(shape=input_shapes['main'], name='main')\n"
+        "    raise ValueError('no architecture yet')\n\n"
+        "def compile_model(model):\n"
+        "    return model\n"
+    )
+    client.patch(mltask, architecture_code=code, training={"epochs": 1, "batch_size": 32})
+    session = client.train(mltask)
+    done = client.wait(session, timeout=120)
+    try:
+        assert done["status"] == "failed"
+        assert done["error"]["phase"] == "build_model"
+        assert (done["error"]["tab"], done["error"]["line"]) == ("architecture", 5)
+        assert "no architecture yet" in done["error"]["message"]
+    finally:
+        restore_default_code(client, cancer_task)
+
+
+def restore_default_code(client, cancer_task) -> None:
+    client.patch(cancer_task["mltask"]["id"], architecture_code=cancer_task["mltask"]["architecture_code"])

@@ -1,0 +1,1 @@
+"""Everything that happens on a worker: dispatch, supervision, the sandboxed runner, metrics."""

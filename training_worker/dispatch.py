@@ -1,0 +1,59 @@
+"""Sending a queued session to whatever runs training: Celery workers, or the embedded executor.
+
+Both paths end in the same function, `supervisor.supervise(session_id)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections
+
+log = logging.getLogger(__name__)
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def dispatch_session(session_id: int) -> None:
+    """Call after the session row is committed (transaction.on_commit)."""
+    if settings.DISTRIBUTED:
+        from training_worker.tasks import train_session
+
+        train_session.apply_async(args=[session_id], queue="training")
+    else:
+        embedded_executor().submit(_run_embedded, session_id)
+
+
+def embedded_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=settings.EMBEDDED_WORKERS, thread_name_prefix="training")
+        return _executor
+
+
+def _run_embedded(session_id: int) -> None:
+    from training_worker.supervisor import supervise
+
+    close_old_connections()
+    try:
+        supervise(session_id, worker_name="embedded")
+    except Exception:
+        log.exception("training session %s crashed in the embedded dispatcher", session_id)
+    finally:
+        close_old_connections()
+
+
+def requeue_waiting_sessions() -> int:
+    """Embedded mode keeps its queue in memory: on start-up, queued sessions are dispatched again."""
+    from analyses.models import Session
+    from training_worker.events import Status
+
+    waiting = list(Session.objects.filter(status=Status.QUEUED).order_by("id").values_list("pk", flat=True))
+    for session_id in waiting:
+        dispatch_session(session_id)
+    return len(waiting)

@@ -1,0 +1,140 @@
+"""The wire format between the runner, the supervising task and the browser.
+
+The runner writes one JSON object per line to its event pipe (file descriptor 3). The supervising
+task (trusted) parses and validates each line with :func:`parse_event`, stores it, then publishes
+it to the channel group ``session-<id>``. The browser receives the same shapes, plus a first
+``snapshot`` message (the session as the JSON API returns it).
+
+This module must stay importable without Django or TensorFlow: the runner imports it too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import StrEnum
+from typing import Any, Literal, TypedDict
+
+EVENT_FD = 3  # the runner writes events here unless EVENT_FD_VARIABLE names another descriptor
+EVENT_FD_VARIABLE = "DLS_EVENT_FD"
+MAX_EVENT_BYTES = 1_000_000  # a model summary of a huge network still fits; anything more is refused
+MAX_LOG_CHARS = 4_000
+
+
+class Status(StrEnum):
+    """Session statuses; see analyses.models.Session for the allowed transitions."""
+
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+FINAL_STATUSES = (Status.SUCCEEDED, Status.INTERRUPTED, Status.FAILED, Status.ABORTED)
+
+
+class StatusEvent(TypedDict):
+    type: Literal["status"]
+    status: str
+    phase: str  # preprocessing | build_model | compile_model | fit | evaluate | predict | save
+
+
+class ModelEvent(TypedDict):
+    type: Literal["model"]
+    summary: str
+    params: int
+    input_shapes: dict[str, list[int | None]]
+    n_classes: int
+
+
+class ProgressEvent(TypedDict):
+    type: Literal["progress"]
+    epoch: int  # 1-based
+    batch: int  # 1-based, batches done in this epoch
+    of: int  # batches per epoch
+
+
+class EpochEvent(TypedDict):
+    type: Literal["epoch"]
+    epoch: int  # 1-based
+    seconds: float
+    values: dict[str, float]  # "Train X" / "Test X" plus Keras' own logs ("loss", ...)
+
+
+class LogEvent(TypedDict):
+    type: Literal["log"]
+    stream: str  # stdout | stderr
+    text: str
+
+
+class CodeError(TypedDict, total=False):
+    phase: str  # preprocessing | build_model | compile_model | fit | evaluate | predict | save | runner
+    tab: str | None  # architecture | training | None for the platform's own errors
+    line: int | None  # 1-based line in that tab's code
+    message: str  # what happened, what was expected, how to fix it
+    traceback: str  # trimmed to the user's code where it applies
+
+
+class DoneEvent(TypedDict, total=False):
+    type: Literal["done"]
+    status: str  # succeeded | interrupted | failed
+    final_metrics: dict[str, float]
+    error: CodeError | None
+    artifacts: dict[str, str]  # name -> path relative to the work dir (model.keras, preprocessing)
+
+
+Event = StatusEvent | ModelEvent | ProgressEvent | EpochEvent | LogEvent | DoneEvent
+EVENT_TYPES = ("status", "model", "progress", "epoch", "log", "done")
+
+
+def clean_number(value: Any) -> float | None:
+    """A JSON-safe float: numpy scalars converted, NaN and infinities become None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def clean_values(values: dict[str, Any]) -> dict[str, float | None]:
+    return {str(name): clean_number(value) for name, value in values.items()}
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+class BadEvent(ValueError):
+    """A line from the runner that is not a valid event (the runner is untrusted)."""
+
+
+def parse_event(line: bytes) -> dict[str, Any]:
+    """Validate one line from the runner; raises BadEvent on anything unexpected."""
+    if len(line) > MAX_EVENT_BYTES:
+        raise BadEvent(f"event of {len(line)} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise BadEvent(f"not JSON: {exc}") from None
+    if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+        raise BadEvent("not an event object with a known type")
+    kind = event["type"]
+    if kind == "epoch":
+        if not isinstance(event.get("epoch"), int) or not isinstance(event.get("values"), dict):
+            raise BadEvent("epoch event needs an integer epoch and a values object")
+        event["values"] = clean_values(event["values"])
+        event["seconds"] = clean_number(event.get("seconds")) or 0.0
+    elif kind == "progress":
+        for key in ("epoch", "batch", "of"):
+            if not isinstance(event.get(key), int):
+                raise BadEvent(f"progress event needs an integer {key}")
+    elif kind == "done":
+        if event.get("status") not in (Status.SUCCEEDED, Status.INTERRUPTED, Status.FAILED):
+            raise BadEvent("done event needs status succeeded, interrupted or failed")
+        event["final_metrics"] = clean_values(event.get("final_metrics") or {})
+    elif kind == "log":
+        event["text"] = str(event.get("text", ""))[:MAX_LOG_CHARS]
+    return event
