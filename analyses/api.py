@@ -148,7 +148,8 @@ def create_user(request, payload: NewUser):
 
 @api.get("/health/", auth=None, tags=["identity"])
 def get_health(request):
-    return health.report(detailed=request.user.is_authenticated)
+    logged_in = request.user.is_authenticated or TokenAuth()(request) is not None
+    return health.report(detailed=logged_in)
 
 
 # ---------------------------------------------------------------- projects
