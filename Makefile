@@ -50,7 +50,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
-static/dist/.built: node_modules/.installed $(wildcard static/src/*.js)
+static/dist/.built: node_modules/.installed static/build.mjs $(wildcard static/src/*.js static/src/lib/*.js)
 	npm run build
 	touch $@
 

@@ -12,9 +12,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest
 from django.utils import timezone
-from ninja import Body, Status
+from ninja import Body, Form, NinjaAPI, Schema, Status
 from ninja import File as FileParam
-from ninja import Form, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.files import UploadedFile
@@ -39,8 +38,8 @@ from analyses.serializers import (
     session_detail,
     session_summary,
 )
-from training_worker.defaults import default_architecture_code
 from analyses.sessions import SessionStateError, request_abort, request_interrupt, start_session
+from training_worker.defaults import default_architecture_code
 
 MAX_PAGE = 1000
 
@@ -53,7 +52,9 @@ class TokenAuth(APIKeyHeader):
     def authenticate(self, request: HttpRequest, key: str | None):
         if not key or not key.startswith("Token "):
             return None
-        token = ApiToken.objects.select_related("user").filter(key=key[6:].strip(), user__is_active=True).first()
+        token = (
+            ApiToken.objects.select_related("user").filter(key=key[6:].strip(), user__is_active=True).first()
+        )
         if token is None:
             return None
         request.user = token.user
@@ -85,7 +86,9 @@ def forbidden(request, exc):
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request, exc):
     return api.create_response(
-        request, {"error": "Log in, or send the header Authorization: Token <key> (POST /api/token/)."}, status=401
+        request,
+        {"error": "Log in, or send the header Authorization: Token <key> (POST /api/token/)."},
+        status=401,
     )
 
 
@@ -161,7 +164,9 @@ class NewProject(Schema):
 
 @api.get("/projects/", tags=["projects"])
 def list_projects(request):
-    memberships = Membership.objects.filter(user=request.user).select_related("project").order_by("project__name")
+    memberships = (
+        Membership.objects.filter(user=request.user).select_related("project").order_by("project__name")
+    )
     return [project_json(m.project, m.role) for m in memberships]
 
 
@@ -241,7 +246,9 @@ def list_datasets(request, project_id: int):
 def upload_dataset(request, project_id: int, file: UploadedFile = FileParam(None), name: str = Form("")):
     project = access.get_project_for(request.user, project_id, Role.EDITOR)
     if getattr(request, "upload_too_large", False):
-        raise HttpError(413, f"The file is larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit.")
+        raise HttpError(
+            413, f"The file is larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit."
+        )
     if file is None:
         raise HttpError(400, "Send the CSV as the multipart field `file`.")
     filename = Path(file.name or "upload.csv").name
@@ -263,8 +270,13 @@ def get_rows(request, dataset_id: int, offset: int = 0, limit: int = 100):
     import pandas as pd
 
     frame = pd.read_csv(
-        dataset.file.path, skiprows=range(1, offset + 1), nrows=limit, encoding="utf-8-sig",
-        encoding_errors="replace", dtype=str, keep_default_na=False,
+        dataset.file.path,
+        skiprows=range(1, offset + 1),
+        nrows=limit,
+        encoding="utf-8-sig",
+        encoding_errors="replace",
+        dtype=str,
+        keep_default_na=False,
     )
     return {
         "offset": offset,
@@ -290,7 +302,9 @@ def create_analysis(request, project_id: int, payload: NewAnalysis):
     if dataset is None:
         raise HttpError(400, f"Dataset {payload.dataset} is not in this project.")
     analysis = Analysis.objects.create(
-        project=project, dataset=dataset, name=(payload.name.strip() or f"Analysis of {dataset.name}")[:200],
+        project=project,
+        dataset=dataset,
+        name=(payload.name.strip() or f"Analysis of {dataset.name}")[:200],
         created_by=request.user,
     )
     return Status(201, analysis_json(analysis))
@@ -319,15 +333,21 @@ def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str
         raise DesignError(f"Target {target!r} has no values.")
     if prediction_type == "regression":
         if not _is_numeric(series):
-            raise DesignError(f"Target {target!r} is not numeric, so it cannot be a regression target; "
-                              "choose binary or multiclass.")
+            raise DesignError(
+                f"Target {target!r} is not numeric, so it cannot be a regression target; "
+                "choose binary or multiclass."
+            )
         return None
     classes = target_classes(series)
     if len(classes) < 2:
-        raise DesignError(f"Target {target!r} has a single value ({classes[0]!r}); there is nothing to predict.")
+        raise DesignError(
+            f"Target {target!r} has a single value ({classes[0]!r}); there is nothing to predict."
+        )
     if prediction_type == "binary" and len(classes) != 2:
-        raise DesignError(f"Target {target!r} has {len(classes)} distinct values; binary needs exactly 2. "
-                          "Choose multiclass.")
+        raise DesignError(
+            f"Target {target!r} has {len(classes)} distinct values; binary needs exactly 2. "
+            "Choose multiclass."
+        )
     return classes
 
 
@@ -343,16 +363,23 @@ def create_mltask(request, analysis_id: int, payload: NewMLTask):
     dataset = analysis.dataset
     if dataset.column(payload.target) is None:
         names = ", ".join(c["name"] for c in dataset.columns[:20])
-        raise HttpError(400, f"Target {payload.target!r} is not a column of dataset {dataset.name!r}. "
-                             f"Columns: {names}.")
+        raise HttpError(
+            400, f"Target {payload.target!r} is not a column of dataset {dataset.name!r}. Columns: {names}."
+        )
     if payload.prediction_type:
         prediction_type = clean_prediction_type(payload.prediction_type)
     else:
-        prediction_type = guess_prediction_type(read_csv(dataset.file.path, usecols=[payload.target])[payload.target])
+        prediction_type = guess_prediction_type(
+            read_csv(dataset.file.path, usecols=[payload.target])[payload.target]
+        )
     classes = classes_for(dataset, payload.target, prediction_type)
     mltask = MLTask.objects.create(
-        analysis=analysis, target=payload.target, prediction_type=prediction_type, classes=classes,
-        updated_by=request.user, **default_design(dataset, payload.target, prediction_type),
+        analysis=analysis,
+        target=payload.target,
+        prediction_type=prediction_type,
+        classes=classes,
+        updated_by=request.user,
+        **default_design(dataset, payload.target, prediction_type),
     )
     return Status(201, mltask_json(mltask))
 
@@ -406,8 +433,8 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
             request,
             {
                 "error": f"This ML task was saved by {who} since you opened it (you have version "
-                         f"{payload.version}, the latest is {mltask.version}). Reload to see their change, "
-                         "then apply yours again.",
+                f"{payload.version}, the latest is {mltask.version}). Reload to see their change, "
+                "then apply yours again.",
                 "current": mltask_json(mltask),
             },
             status=409,
@@ -453,4 +480,3 @@ def abort(request, session_id: int):
         return session_summary(request_abort(session))
     except SessionStateError as exc:
         raise HttpError(409, str(exc)) from None
-

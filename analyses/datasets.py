@@ -36,7 +36,9 @@ def check_looks_like_csv(path: Path, filename: str) -> None:
     if not head.strip():
         raise DatasetError(f"{filename} is empty: upload a CSV file with a header row and at least one row.")
     if b"\x00" in head:
-        raise DatasetError(f"{filename} is not a CSV file (it contains binary data). Upload a comma-separated text file.")
+        raise DatasetError(
+            f"{filename} is not a CSV file (it contains binary data). Upload a comma-separated text file."
+        )
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -48,7 +50,9 @@ def check_looks_like_csv(path: Path, filename: str) -> None:
         raise DatasetError(f"{filename}: column {position} of the header row has no name. Name every column.")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise DatasetError(f"{filename}: the header repeats column name(s) {', '.join(duplicates)}. Names must be unique.")
+        raise DatasetError(
+            f"{filename}: the header repeats column name(s) {', '.join(duplicates)}. Names must be unique."
+        )
 
 
 def infer_schema(path: Path, filename: str) -> Schema:
@@ -58,7 +62,9 @@ def infer_schema(path: Path, filename: str) -> Schema:
     except pd.errors.ParserError as exc:
         raise DatasetError(f"{filename} could not be read as CSV: {exc}") from None
     except pd.errors.EmptyDataError:
-        raise DatasetError(f"{filename} is empty: upload a CSV file with a header row and at least one row.") from None
+        raise DatasetError(
+            f"{filename} is empty: upload a CSV file with a header row and at least one row."
+        ) from None
     if len(frame) == 0:
         raise DatasetError(f"{filename} has a header but no rows.")
     return Schema(rows=len(frame), columns=[describe_column(frame[name]) for name in frame.columns])

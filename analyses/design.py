@@ -53,11 +53,11 @@ def default_metric(prediction_type: str) -> str:
 
 def clean_training(training: Any, current: dict) -> dict:
     if not isinstance(training, dict):
-        raise DesignError("training must be an object such as {\"epochs\": 10, \"batch_size\": 32}.")
+        raise DesignError('training must be an object such as {"epochs": 10, "batch_size": 32}.')
     merged = {**current, **training}
     mode = merged.get("mode", "standard")
     if mode != "standard":
-        raise DesignError(f"training.mode {mode!r} is not available yet; use \"standard\".")
+        raise DesignError(f'training.mode {mode!r} is not available yet; use "standard".')
     merged["epochs"] = _bounded_int(merged.get("epochs"), "training.epochs", 1, MAX_EPOCHS)
     merged["batch_size"] = _bounded_int(merged.get("batch_size"), "training.batch_size", 1, MAX_BATCH_SIZE)
     return merged
@@ -65,7 +65,7 @@ def clean_training(training: Any, current: dict) -> dict:
 
 def clean_split(split: Any, current: dict) -> dict:
     if not isinstance(split, dict):
-        raise DesignError("split must be an object such as {\"train_ratio\": 0.8, \"seed\": 1337}.")
+        raise DesignError('split must be an object such as {"train_ratio": 0.8, "seed": 1337}.')
     merged = {**current, **split}
     ratio = merged.get("train_ratio")
     if not isinstance(ratio, int | float) or not 0.05 <= float(ratio) <= 0.95:
@@ -88,14 +88,26 @@ def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
         if entry["name"] == target:
             raise DesignError(f"features: {target!r} is the target; it cannot also be a feature.")
         if entry.get("role", "input") not in FEATURE_ROLES:
-            raise DesignError(f"features: role of {entry['name']!r} must be one of {', '.join(FEATURE_ROLES)}.")
+            raise DesignError(
+                f"features: role of {entry['name']!r} must be one of {', '.join(FEATURE_ROLES)}."
+            )
         if entry.get("type") not in FEATURE_TYPES:
-            raise DesignError(f"features: type of {entry['name']!r} must be one of {', '.join(FEATURE_TYPES)}.")
+            raise DesignError(
+                f"features: type of {entry['name']!r} must be one of {', '.join(FEATURE_TYPES)}."
+            )
         input_name = str(entry.get("input") or "main")
         if not input_name.isidentifier():
-            raise DesignError(f"features: input name {input_name!r} must be a Python identifier such as main.")
-        cleaned.append({**entry, "role": entry.get("role", "input"), "input": input_name,
-                        "handling": entry.get("handling") or default_feature_handling(entry["type"])})
+            raise DesignError(
+                f"features: input name {input_name!r} must be a Python identifier such as main."
+            )
+        cleaned.append(
+            {
+                **entry,
+                "role": entry.get("role", "input"),
+                "input": input_name,
+                "handling": entry.get("handling") or default_feature_handling(entry["type"]),
+            }
+        )
     if not any(f["role"] == "input" for f in cleaned):
         raise DesignError("features: at least one column must have role input.")
     return cleaned

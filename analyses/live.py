@@ -55,4 +55,6 @@ def _publish_in_memory(layer: InMemoryChannelLayer, group: str, message: dict) -
     if running is loop:
         loop.create_task(layer.group_send(group, message))
     else:
-        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=10)
+        # Not waited on: a busy or stopping server must never stall training. The loop runs the
+        # sends in the order they were handed over.
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)

@@ -34,8 +34,10 @@ def analysis_json(analysis: Analysis) -> dict[str, Any]:
         "project": analysis.project_id,
         "name": analysis.name,
         "dataset": analysis.dataset_id,
-        "mltasks": [{"id": t.pk, "target": t.target, "prediction_type": t.prediction_type}
-                    for t in analysis.mltasks.order_by("id")],
+        "mltasks": [
+            {"id": t.pk, "target": t.target, "prediction_type": t.prediction_type}
+            for t in analysis.mltasks.order_by("id")
+        ],
         "created_at": iso(analysis.created_at),
     }
 
@@ -86,5 +88,7 @@ def session_detail(session: Session) -> dict[str, Any]:
         "interrupt_requested": session.interrupt_requested_at is not None,
         "abort_requested": session.abort_requested_at is not None,
         "artifacts": sorted(session.artifacts),
-        "logs": [{"stream": log.stream, "text": log.text} for log in session.logs.all()[:500]],
+        "logs": [
+            {"stream": log.stream, "text": log.text} for log in reversed(session.logs.order_by("-id")[:500])
+        ],
     }

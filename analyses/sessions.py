@@ -36,8 +36,15 @@ def finish_unstarted(session: Session, message: str) -> bool:
         status=Status.ABORTED, ended_at=now, error={"phase": "queued", "message": message}
     )
     if changed:
-        live.publish(session.pk, {"type": "done", "status": Status.ABORTED, "final_metrics": {},
-                                  "error": {"phase": "queued", "message": message}})
+        live.publish(
+            session.pk,
+            {
+                "type": "done",
+                "status": Status.ABORTED,
+                "final_metrics": {},
+                "error": {"phase": "queued", "message": message},
+            },
+        )
     return bool(changed)
 
 
@@ -61,7 +68,9 @@ def request_abort(session: Session) -> Session:
     if finish_unstarted(session, "Aborted before training started."):
         session.refresh_from_db()
         return session
-    Session.objects.filter(pk=session.pk, abort_requested_at__isnull=True).update(abort_requested_at=timezone.now())
+    Session.objects.filter(pk=session.pk, abort_requested_at__isnull=True).update(
+        abort_requested_at=timezone.now()
+    )
     live.publish(session.pk, {"type": "status", "status": session.status, "phase": "aborting"})
     session.refresh_from_db()
     return session

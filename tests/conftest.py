@@ -19,8 +19,10 @@ def fast_passwords(settings):
 
 @pytest.fixture
 def users(django_user_model):
-    return {name: django_user_model.objects.create_user(name, f"{name}@example.com", "Passw0rd!-long")
-            for name in ("owner", "editor", "viewer", "stranger")}
+    return {
+        name: django_user_model.objects.create_user(name, f"{name}@example.com", "Passw0rd!-long")
+        for name in ("owner", "editor", "viewer", "stranger")
+    }
 
 
 @pytest.fixture

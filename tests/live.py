@@ -44,8 +44,9 @@ class Studio:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def manage(self, *args: str) -> str:
-        done = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=300
+        )
         if done.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -57,16 +58,26 @@ class Studio:
 
 
 def _base_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(DATA_DIR=str(data_dir), DJANGO_SUPERUSER_USERNAME=ADMIN, DJANGO_SUPERUSER_PASSWORD=PASSWORD,
-               SECRET_KEY="journey-" + uuid.uuid4().hex, INTERRUPT_GRACE_SECONDS="30")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    env.update(
+        DATA_DIR=str(data_dir),
+        DJANGO_SUPERUSER_USERNAME=ADMIN,
+        DJANGO_SUPERUSER_PASSWORD=PASSWORD,
+        SECRET_KEY="journey-" + uuid.uuid4().hex,
+        INTERRUPT_GRACE_SECONDS="30",
+    )
     return env
 
 
 def _spawn(studio: Studio, args: list[str], log_name: str) -> subprocess.Popen:
     log = open(studio.data_dir / log_name, "w")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen(args, cwd=REPO, env=studio.env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        args, cwd=REPO, env=studio.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     studio.processes.append(process)
     return process
 
@@ -147,16 +158,42 @@ def distributed_studio(data_dir: Path, redis_url: str, database_url: str) -> Ite
         studio.manage("migrate", "--noinput")
         studio.manage("bootstrap", "--no-demo")
         web = _spawn(studio, [PYTHON, "manage.py", "serve", "--port", str(port)], "web.log")
-        _spawn(studio, [str(REPO / ".venv/bin/celery"), "-A", "webapp", "worker", "-Q", "training",
-                        "--concurrency", "1", "--max-tasks-per-child", "1", "-O", "fair",
-                        "-n", f"journey-{port}@%h", "--loglevel", "INFO"], "worker.log")
+        _spawn(
+            studio,
+            [
+                str(REPO / ".venv/bin/celery"),
+                "-A",
+                "webapp",
+                "worker",
+                "-Q",
+                "training",
+                "--concurrency",
+                "1",
+                "--max-tasks-per-child",
+                "1",
+                "-O",
+                "fair",
+                "-n",
+                f"journey-{port}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            "worker.log",
+        )
         try:
             _wait_healthy(studio, web)
             deadline = time.time() + 60
-            while not requests.get(studio.base + "/api/health/", timeout=10,
-                                   headers=Client(studio.base).headers).json().get("workers"):
+            while (
+                not requests.get(
+                    studio.base + "/api/health/", timeout=10, headers=Client(studio.base).headers
+                )
+                .json()
+                .get("workers")
+            ):
                 if time.time() > deadline:
-                    raise RuntimeError("no Celery worker answered within 60 s:\n" + studio.log_tail("worker.log"))
+                    raise RuntimeError(
+                        "no Celery worker answered within 60 s:\n" + studio.log_tail("worker.log")
+                    )
                 time.sleep(1)
             yield studio
         finally:
@@ -173,7 +210,9 @@ class Client:
     def __init__(self, base: str, username: str = ADMIN, password: str = PASSWORD):
         self.base = base
         self.http = requests.Session()
-        response = self.http.post(base + "/api/token/", json={"username": username, "password": password}, timeout=30)
+        response = self.http.post(
+            base + "/api/token/", json={"username": username, "password": password}, timeout=30
+        )
         if response.status_code != 200:
             raise ApiError(f"login as {username} failed: {response.status_code} {response.text}")
         self.token = response.json()["token"]
@@ -194,11 +233,17 @@ class Client:
         return response.json()
 
     def upload(self, project: int, filename: str, content: bytes, name: str = "") -> dict:
-        return self.call("POST", f"/api/projects/{project}/datasets/",
-                         files={"file": (filename, io.BytesIO(content))}, data={"name": name})
+        return self.call(
+            "POST",
+            f"/api/projects/{project}/datasets/",
+            files={"file": (filename, io.BytesIO(content))},
+            data={"name": name},
+        )
 
     def mltask(self, project: int, dataset: int, target: str, **extra) -> dict:
-        analysis = self.call("POST", f"/api/projects/{project}/analyses/", json={"name": "journey", "dataset": dataset})
+        analysis = self.call(
+            "POST", f"/api/projects/{project}/analyses/", json={"name": "journey", "dataset": dataset}
+        )
         return self.call("POST", f"/api/analyses/{analysis['id']}/mltasks/", json={"target": target, **extra})
 
     def patch(self, mltask: int, **fields) -> dict:
@@ -227,7 +272,9 @@ class Client:
         raise ApiError(f"session {session} reached no epoch {count} within {timeout} s")
 
 
-async def _watch(base: str, token: str | None, session: int, limit: float, headers: dict | None = None) -> list[dict]:
+async def _watch(
+    base: str, token: str | None, session: int, limit: float, headers: dict | None = None
+) -> list[dict]:
     import websockets
 
     url = base.replace("http", "ws", 1) + f"/ws/sessions/{session}/"
@@ -245,7 +292,9 @@ async def _watch(base: str, token: str | None, session: int, limit: float, heade
     return messages
 
 
-def watch(base: str, token: str | None, session: int, limit: float = 300, headers: dict | None = None) -> list[dict]:
+def watch(
+    base: str, token: str | None, session: int, limit: float = 300, headers: dict | None = None
+) -> list[dict]:
     """Every websocket message of a session until its `done` (or a final snapshot)."""
     return asyncio.run(_watch(base, token, session, limit, headers))
 
@@ -256,5 +305,3 @@ def breast_cancer_csv() -> bytes:
     frame = load_breast_cancer(as_frame=True).frame
     frame["target"] = frame["target"].map({0: "malignant", 1: "benign"})
     return frame.to_csv(index=False).encode()
-
-

@@ -32,7 +32,9 @@ def embedded_executor() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=settings.EMBEDDED_WORKERS, thread_name_prefix="training")
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.EMBEDDED_WORKERS, thread_name_prefix="training"
+            )
         return _executor
 
 

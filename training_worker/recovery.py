@@ -17,14 +17,16 @@ def fail_lost_sessions(older_than_seconds: float) -> int:
     """starting/running sessions with no heartbeat for `older_than_seconds` → failed."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     lost = list(
-        Session.objects.filter(status__in=(Status.STARTING, Status.RUNNING), heartbeat_at__lte=cutoff).values_list(
-            "pk", flat=True
-        )
+        Session.objects.filter(
+            status__in=(Status.STARTING, Status.RUNNING), heartbeat_at__lte=cutoff
+        ).values_list("pk", flat=True)
     )
     error = {"phase": "runner", "tab": None, "line": None, "message": LOST_MESSAGE}
     for session_id in lost:
         if Session.objects.filter(pk=session_id, status__in=(Status.STARTING, Status.RUNNING)).update(
             status=Status.FAILED, ended_at=timezone.now(), error=error
         ):
-            live.publish(session_id, {"type": "done", "status": Status.FAILED, "final_metrics": {}, "error": error})
+            live.publish(
+                session_id, {"type": "done", "status": Status.FAILED, "final_metrics": {}, "error": error}
+            )
     return len(lost)

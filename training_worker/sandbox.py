@@ -7,6 +7,7 @@ started), and it dies with its supervisor (PR_SET_PDEATHSIG, plus EOF on its con
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -72,7 +73,5 @@ def spawn_runner(workdir: Path) -> tuple[subprocess.Popen, int]:
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

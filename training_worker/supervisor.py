@@ -6,6 +6,7 @@ way. Every event is stored first, then published; the database row is the truth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,7 +43,9 @@ def claim(session_id: int, worker_name: str) -> Session | None:
     if not claimed:
         return None
     session = Session.objects.select_related("mltask__analysis__dataset").get(pk=session_id)
-    live.publish(session_id, {"type": "status", "status": Status.STARTING, "phase": "starting", "worker": worker_name})
+    live.publish(
+        session_id, {"type": "status", "status": Status.STARTING, "phase": "starting", "worker": worker_name}
+    )
     return session
 
 
@@ -90,8 +93,16 @@ def supervise(session_id: int, worker_name: str) -> None:
         process, events_fd = spawn_runner(workdir)
     except Exception as exc:
         log.exception("could not start the runner of session %s", session_id)
-        finish(session_id, Status.FAILED, error={"phase": "runner", "tab": None, "line": None,
-                                                  "message": f"The platform could not start training: {exc}"})
+        finish(
+            session_id,
+            Status.FAILED,
+            error={
+                "phase": "runner",
+                "tab": None,
+                "line": None,
+                "message": f"The platform could not start training: {exc}",
+            },
+        )
         return
     Supervision(session, process, events_fd, workdir).run()
 
@@ -150,7 +161,9 @@ class Supervision:
         if kind == "status":
             self._on_status(event)
         elif kind == "model":
-            Session.objects.filter(pk=self.session_id).update(model_info={k: v for k, v in event.items() if k != "type"})
+            Session.objects.filter(pk=self.session_id).update(
+                model_info={k: v for k, v in event.items() if k != "type"}
+            )
         elif kind == "progress":
             progress = {k: event[k] for k in ("epoch", "batch", "of")}
             Session.objects.filter(pk=self.session_id).update(progress=progress, heartbeat_at=timezone.now())
@@ -174,9 +187,15 @@ class Supervision:
         EpochMetric.objects.update_or_create(
             session_id=self.session_id,
             epoch=event["epoch"],
-            defaults={"seconds": event["seconds"], "values": event["values"], "partial": bool(event.get("partial"))},
+            defaults={
+                "seconds": event["seconds"],
+                "values": event["values"],
+                "partial": bool(event.get("partial")),
+            },
         )
-        Session.objects.filter(pk=self.session_id).update(epochs_done=event["epoch"], heartbeat_at=timezone.now())
+        Session.objects.filter(pk=self.session_id).update(
+            epochs_done=event["epoch"], heartbeat_at=timezone.now()
+        )
 
     def _relay_output(self) -> None:
         """User prints, warnings and tracebacks: stored, then streamed to the console panel."""
@@ -203,9 +222,11 @@ class Supervision:
     # ------------------------------------------------------------ requests from the user
 
     def _check_requests(self) -> None:
-        row = Session.objects.filter(pk=self.session_id).values(
-            "interrupt_requested_at", "abort_requested_at", "status"
-        ).first()
+        row = (
+            Session.objects.filter(pk=self.session_id)
+            .values("interrupt_requested_at", "abort_requested_at", "status")
+            .first()
+        )
         now = time.monotonic()
         if row is None or row["abort_requested_at"] is not None:
             self.aborted = True
@@ -215,9 +236,15 @@ class Supervision:
             if self.interrupt_sent_at is None:
                 self.interrupt_sent_at = now
                 self._send("interrupt")
-            elif now - self.interrupt_sent_at > settings.INTERRUPT_GRACE_SECONDS and self.process.poll() is None:
-                log.warning("session %s ignored interrupt for %ss: killing it", self.session_id,
-                            settings.INTERRUPT_GRACE_SECONDS)
+            elif (
+                now - self.interrupt_sent_at > settings.INTERRUPT_GRACE_SECONDS
+                and self.process.poll() is None
+            ):
+                log.warning(
+                    "session %s ignored interrupt for %ss: killing it",
+                    self.session_id,
+                    settings.INTERRUPT_GRACE_SECONDS,
+                )
                 self.aborted = True
                 kill_group(self.process)
                 return
@@ -243,45 +270,71 @@ class Supervision:
             self.process.wait()
         kill_group(self.process)  # anything the user's code started in the group goes too
         if self.process.stdin:
-            try:
+            with contextlib.suppress(OSError):
                 self.process.stdin.close()
-            except OSError:
-                pass
 
     def _finish(self) -> None:
         if self.aborted and (self.done is None or self.done.get("status") == Status.FAILED):
-            grace = self.interrupt_sent_at is not None and not Session.objects.filter(
-                pk=self.session_id, abort_requested_at__isnull=False).exists()
-            message = (f"Did not stop within {settings.INTERRUPT_GRACE_SECONDS} s of the interrupt, so it was killed."
-                       if grace else "Aborted: the runner was killed; no model was kept.")
+            grace = (
+                self.interrupt_sent_at is not None
+                and not Session.objects.filter(pk=self.session_id, abort_requested_at__isnull=False).exists()
+            )
+            message = (
+                f"Did not stop within {settings.INTERRUPT_GRACE_SECONDS} s of the interrupt, "
+                "so it was killed."
+                if grace
+                else "Aborted: the runner was killed; no model was kept."
+            )
             finish(self.session_id, Status.ABORTED, error={"phase": "aborted", "message": message})
             return
         if self.done is None:
             code = self.process.returncode
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            how = (
+                f"was killed by signal {-code}"
+                if code is not None and code < 0
+                else f"exited with code {code}"
+            )
             tail = "\n".join(self.last_log_lines[-10:])
-            finish(self.session_id, Status.FAILED, error={
-                "phase": "runner", "tab": None, "line": None,
-                "message": f"The training process {how} before finishing"
-                           + (" (out of memory?)" if code == -9 else "") + ".",
-                "traceback": tail,
-            })
+            finish(
+                self.session_id,
+                Status.FAILED,
+                error={
+                    "phase": "runner",
+                    "tab": None,
+                    "line": None,
+                    "message": f"The training process {how} before finishing"
+                    + (" (out of memory?)" if code == -9 else "")
+                    + ".",
+                    "traceback": tail,
+                },
+            )
             return
         artifacts = {
             name: str((self.workdir / rel).relative_to(settings.DATA_DIR))
             for name, rel in (self.done.get("artifacts") or {}).items()
             if _inside(self.workdir, self.workdir / rel) and (self.workdir / rel).exists()
         }
-        finish(self.session_id, Status(self.done["status"]), final_metrics=self.done.get("final_metrics") or {},
-               error=self.done.get("error"), artifacts=artifacts)
+        finish(
+            self.session_id,
+            Status(self.done["status"]),
+            final_metrics=self.done.get("final_metrics") or {},
+            error=self.done.get("error"),
+            artifacts=artifacts,
+        )
 
 
 def _inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-def finish(session_id: int, status: Status, *, final_metrics: dict | None = None, error: dict | None = None,
-           artifacts: dict | None = None) -> None:
+def finish(
+    session_id: int,
+    status: Status,
+    *,
+    final_metrics: dict | None = None,
+    error: dict | None = None,
+    artifacts: dict | None = None,
+) -> None:
     """Store the final status (only from an active one), then tell the watchers."""
     fields: dict[str, Any] = {"status": status, "ended_at": timezone.now(), "error": error}
     if final_metrics is not None:
@@ -290,5 +343,12 @@ def finish(session_id: int, status: Status, *, final_metrics: dict | None = None
         fields["artifacts"] = artifacts
     Session.objects.filter(pk=session_id, status__in=ACTIVE).update(**fields)
     session = Session.objects.get(pk=session_id)
-    live.publish(session_id, {"type": "done", "status": session.status, "final_metrics": session.final_metrics or {},
-                              "error": session.error})
+    live.publish(
+        session_id,
+        {
+            "type": "done",
+            "status": session.status,
+            "final_metrics": session.final_metrics or {},
+            "error": session.error,
+        },
+    )

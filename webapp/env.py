@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,7 +57,16 @@ def secret_key(data: Path) -> str:
         return configured
     key_file = data / "secret_key"
     if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
-    return key_file.read_text().strip()
+        try:  # O_EXCL: web and worker starting together on a shared DATA_DIR agree on one key
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+    for _ in range(50):  # the other process may still be writing it
+        key = key_file.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.1)
+    raise ImproperlyConfigured(f"{key_file} is empty; delete it or set SECRET_KEY")

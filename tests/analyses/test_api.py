@@ -13,16 +13,25 @@ pytestmark = pytest.mark.django_db
 
 
 def create_mltask(client, project, dataset, target="species", **extra):
-    analysis = client.post(f"/api/projects/{project.pk}/analyses/", {"dataset": dataset.pk, "name": "a"},
-                           content_type="application/json").json()
-    return client.post(f"/api/analyses/{analysis['id']}/mltasks/", {"target": target, **extra},
-                       content_type="application/json")
+    analysis = client.post(
+        f"/api/projects/{project.pk}/analyses/",
+        {"dataset": dataset.pk, "name": "a"},
+        content_type="application/json",
+    ).json()
+    return client.post(
+        f"/api/analyses/{analysis['id']}/mltasks/",
+        {"target": target, **extra},
+        content_type="application/json",
+    )
 
 
 def test_token_is_issued_for_right_password_only(users, client):
-    good = client.post("/api/token/", {"username": "owner", "password": "Passw0rd!-long"},
-                       content_type="application/json")
-    bad = client.post("/api/token/", {"username": "owner", "password": "nope"}, content_type="application/json")
+    good = client.post(
+        "/api/token/", {"username": "owner", "password": "Passw0rd!-long"}, content_type="application/json"
+    )
+    bad = client.post(
+        "/api/token/", {"username": "owner", "password": "nope"}, content_type="application/json"
+    )
     assert good.status_code == 200 and len(good.json()["token"]) == 40
     assert bad.status_code == 401 and "Wrong username or password" in bad.json()["error"]
 
@@ -34,7 +43,9 @@ def test_api_without_credentials_is_refused_with_a_hint(client):
 
 
 def test_projects_list_shows_only_mine_with_my_role(project, clients):
-    assert [(p["name"], p["role"]) for p in clients["viewer"].get("/api/projects/").json()] == [("team", "viewer")]
+    assert [(p["name"], p["role"]) for p in clients["viewer"].get("/api/projects/").json()] == [
+        ("team", "viewer")
+    ]
     assert clients["stranger"].get("/api/projects/").json() == []
 
 
@@ -43,17 +54,29 @@ def test_creating_a_project_makes_me_owner(clients):
     assert response.status_code == 201 and response.json()["role"] == "owner"
 
 
-@pytest.mark.parametrize("path", [
-    "/api/projects/{project}/", "/api/datasets/{dataset}/", "/api/datasets/{dataset}/rows/",
-    "/api/analyses/{analysis}/", "/api/mltasks/{mltask}/", "/api/mltasks/{mltask}/sessions/",
-    "/api/sessions/{session}/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/projects/{project}/",
+        "/api/datasets/{dataset}/",
+        "/api/datasets/{dataset}/rows/",
+        "/api/analyses/{analysis}/",
+        "/api/mltasks/{mltask}/",
+        "/api/mltasks/{mltask}/sessions/",
+        "/api/sessions/{session}/",
+    ],
+)
 def test_outsiders_get_404_for_every_object(path, project, dataset, clients, users):
     mltask_json = create_mltask(clients["owner"], project, dataset).json()
     mltask = MLTask.objects.get(pk=mltask_json["id"])
     session = Session.objects.create(mltask=mltask, design=mltask.design(), created_by=users["owner"])
-    url = path.format(project=project.pk, dataset=dataset.pk, analysis=mltask.analysis_id, mltask=mltask.pk,
-                      session=session.pk)
+    url = path.format(
+        project=project.pk,
+        dataset=dataset.pk,
+        analysis=mltask.analysis_id,
+        mltask=mltask.pk,
+        session=session.pk,
+    )
     outsider = clients["stranger"].get(url)
     assert outsider.status_code == 404
     assert outsider.json() == {"error": "Not found."}
@@ -63,8 +86,11 @@ def test_outsiders_get_404_for_every_object(path, project, dataset, clients, use
 def test_outsider_cannot_interrupt_abort_or_train(project, dataset, clients, users):
     mltask = MLTask.objects.get(pk=create_mltask(clients["owner"], project, dataset).json()["id"])
     session = Session.objects.create(mltask=mltask, design=mltask.design(), created_by=users["owner"])
-    for url in (f"/api/sessions/{session.pk}/interrupt/", f"/api/sessions/{session.pk}/abort/",
-                f"/api/mltasks/{mltask.pk}/sessions/"):
+    for url in (
+        f"/api/sessions/{session.pk}/interrupt/",
+        f"/api/sessions/{session.pk}/abort/",
+        f"/api/mltasks/{mltask.pk}/sessions/",
+    ):
         assert clients["stranger"].post(url).status_code == 404
     session.refresh_from_db()
     assert session.status == "queued"
@@ -75,8 +101,11 @@ def test_viewer_may_read_but_not_train_or_edit(project, dataset, clients):
     mltask = create_mltask(clients["owner"], project, dataset).json()
     viewer = clients["viewer"]
     assert viewer.post(f"/api/mltasks/{mltask['id']}/sessions/").status_code == 403
-    edit = viewer.patch(f"/api/mltasks/{mltask['id']}/", {"version": mltask["version"], "architecture_code": "x"},
-                        content_type="application/json")
+    edit = viewer.patch(
+        f"/api/mltasks/{mltask['id']}/",
+        {"version": mltask["version"], "architecture_code": "x"},
+        content_type="application/json",
+    )
     assert edit.status_code == 403 and "editor" in edit.json()["error"]
     assert MLTask.objects.get(pk=mltask["id"]).architecture_code == mltask["architecture_code"]
 
@@ -108,9 +137,11 @@ def test_unknown_target_is_refused_naming_the_columns(project, dataset, clients)
 def test_prediction_type_can_be_changed_and_default_code_follows(project, dataset, clients):
     mltask = create_mltask(clients["editor"], project, dataset, target="sepal_length").json()
     assert mltask["prediction_type"] == "regression"
-    changed = clients["editor"].patch(f"/api/mltasks/{mltask['id']}/",
-                                      {"version": mltask["version"], "prediction_type": "multiclass"},
-                                      content_type="application/json")
+    changed = clients["editor"].patch(
+        f"/api/mltasks/{mltask['id']}/",
+        {"version": mltask["version"], "prediction_type": "multiclass"},
+        content_type="application/json",
+    )
     assert changed.status_code == 200, changed.json()
     assert changed.json()["prediction_type"] == "multiclass"
     assert "softmax" in changed.json()["architecture_code"]
@@ -125,11 +156,15 @@ def test_binary_on_a_three_class_target_says_choose_multiclass(project, dataset,
 def test_stale_save_is_refused_with_409_and_keeps_the_teammates_edit(project, dataset, clients):
     mltask = create_mltask(clients["owner"], project, dataset).json()
     url = f"/api/mltasks/{mltask['id']}/"
-    first = clients["owner"].patch(url, {"version": mltask["version"], "architecture_code": "# owner's"},
-                                   content_type="application/json")
+    first = clients["owner"].patch(
+        url, {"version": mltask["version"], "architecture_code": "# owner's"}, content_type="application/json"
+    )
     assert first.status_code == 200 and first.json()["version"] == mltask["version"] + 1
-    stale = clients["editor"].patch(url, {"version": mltask["version"], "architecture_code": "# editor's"},
-                                    content_type="application/json")
+    stale = clients["editor"].patch(
+        url,
+        {"version": mltask["version"], "architecture_code": "# editor's"},
+        content_type="application/json",
+    )
     assert stale.status_code == 409
     assert "saved by owner" in stale.json()["error"]
     assert stale.json()["current"]["architecture_code"] == "# owner's"
@@ -138,9 +173,11 @@ def test_stale_save_is_refused_with_409_and_keeps_the_teammates_edit(project, da
 
 def test_bad_training_settings_name_the_field(project, dataset, clients):
     mltask = create_mltask(clients["owner"], project, dataset).json()
-    response = clients["owner"].patch(f"/api/mltasks/{mltask['id']}/",
-                                      {"version": mltask["version"], "training": {"epochs": 0}},
-                                      content_type="application/json")
+    response = clients["owner"].patch(
+        f"/api/mltasks/{mltask['id']}/",
+        {"version": mltask["version"], "training": {"epochs": 0}},
+        content_type="application/json",
+    )
     assert response.status_code == 400
     assert "training.epochs" in response.json()["error"]
     assert MLTask.objects.get(pk=mltask["id"]).version == mltask["version"]
@@ -163,15 +200,19 @@ def test_upload_infers_schema_and_pages_rows(project, clients, settings, tmp_pat
     assert page["rows"] == [["", "Lyon", "2.5"]] and page["total"] == 3
 
 
-@pytest.mark.parametrize(("filename", "content", "message"), [
-    ("empty.csv", b"", "is empty"),
-    ("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a CSV file"),
-    ("header.csv", b"a,b,c\n", "no rows"),
-    ("dupes.csv", b"a,b,a\n1,2,3\n", "repeats column name(s) a"),
-    ("noname.csv", b"a,,c\n1,2,3\n", "column 2 of the header row has no name"),
-])
-def test_bad_uploads_get_a_clear_error_and_store_nothing(project, clients, settings, tmp_path, filename, content,
-                                                         message):
+@pytest.mark.parametrize(
+    ("filename", "content", "message"),
+    [
+        ("empty.csv", b"", "is empty"),
+        ("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a CSV file"),
+        ("header.csv", b"a,b,c\n", "no rows"),
+        ("dupes.csv", b"a,b,a\n1,2,3\n", "repeats column name(s) a"),
+        ("noname.csv", b"a,,c\n1,2,3\n", "column 2 of the header row has no name"),
+    ],
+)
+def test_bad_uploads_get_a_clear_error_and_store_nothing(
+    project, clients, settings, tmp_path, filename, content, message
+):
     settings.MEDIA_ROOT = tmp_path
     response = upload(clients["editor"], project.pk, filename, content)
     assert response.status_code == 400
@@ -195,14 +236,26 @@ def test_viewer_cannot_upload(project, clients, settings, tmp_path):
 
 
 def test_owner_manages_members_and_variables(project, clients, users):
-    add = clients["owner"].post(f"/api/projects/{project.pk}/members/", {"username": "stranger", "role": "viewer"},
-                                content_type="application/json")
+    add = clients["owner"].post(
+        f"/api/projects/{project.pk}/members/",
+        {"username": "stranger", "role": "viewer"},
+        content_type="application/json",
+    )
     assert add.status_code == 201
     assert clients["stranger"].get(f"/api/projects/{project.pk}/").status_code == 200
-    assert clients["editor"].post(f"/api/projects/{project.pk}/members/", {"username": "stranger", "role": "owner"},
-                                  content_type="application/json").status_code == 403
-    put = clients["editor"].put(f"/api/projects/{project.pk}/variables/", json.dumps({"lr": 0.01}),
-                                content_type="application/json")
+    assert (
+        clients["editor"]
+        .post(
+            f"/api/projects/{project.pk}/members/",
+            {"username": "stranger", "role": "owner"},
+            content_type="application/json",
+        )
+        .status_code
+        == 403
+    )
+    put = clients["editor"].put(
+        f"/api/projects/{project.pk}/variables/", json.dumps({"lr": 0.01}), content_type="application/json"
+    )
     assert put.status_code == 200 and put.json() == {"lr": 0.01}
     assert clients["owner"].delete(f"/api/projects/{project.pk}/members/stranger/").status_code == 200
     assert clients["stranger"].get(f"/api/projects/{project.pk}/").status_code == 404
@@ -216,6 +269,10 @@ def test_health_answers_without_login(client):
 
 def test_openapi_schema_documents_the_contract(client):
     schema = client.get("/api/schema/").json()
-    for path in ("/api/token/", "/api/projects/{project_id}/datasets/", "/api/mltasks/{mltask_id}/sessions/",
-                 "/api/sessions/{session_id}/interrupt/"):
+    for path in (
+        "/api/token/",
+        "/api/projects/{project_id}/datasets/",
+        "/api/mltasks/{mltask_id}/sessions/",
+        "/api/sessions/{session_id}/interrupt/",
+    ):
         assert path in schema["paths"]

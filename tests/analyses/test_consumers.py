@@ -20,10 +20,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def session(project, dataset, users):
     analysis = Analysis.objects.create(project=project, dataset=dataset, name="a")
-    mltask = MLTask.objects.create(analysis=analysis, target="species", prediction_type="multiclass",
-                                   classes=["setosa", "versicolor", "virginica"],
-                                   **default_design(dataset, "species", "multiclass"))
-    return Session.objects.create(mltask=mltask, design=mltask.design(), created_by=users["owner"], epochs_total=3)
+    mltask = MLTask.objects.create(
+        analysis=analysis,
+        target="species",
+        prediction_type="multiclass",
+        classes=["setosa", "versicolor", "virginica"],
+        **default_design(dataset, "species", "multiclass"),
+    )
+    return Session.objects.create(
+        mltask=mltask, design=mltask.design(), created_by=users["owner"], epochs_total=3
+    )
 
 
 def token_headers(user) -> list[tuple[bytes, bytes]]:
@@ -46,8 +52,13 @@ def test_member_gets_a_snapshot_then_live_events(session, users):
         assert snapshot["type"] == "snapshot" and snapshot["id"] == session.pk
         assert snapshot["status"] == "queued" and snapshot["metrics"] == []
         # The supervisor publishes from another thread (the embedded dispatcher's), as in production.
-        publisher = threading.Thread(target=live.publish, args=(session.pk, {
-            "type": "epoch", "epoch": 1, "seconds": 0.1, "values": {"Test Accuracy": 0.9}}))
+        publisher = threading.Thread(
+            target=live.publish,
+            args=(
+                session.pk,
+                {"type": "epoch", "epoch": 1, "seconds": 0.1, "values": {"Test Accuracy": 0.9}},
+            ),
+        )
         publisher.start()
         event = await communicator.receive_json_from(timeout=5)
         publisher.join()

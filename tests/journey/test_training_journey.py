@@ -9,8 +9,16 @@ from pathlib import Path
 
 from tests.live import watch
 
-BINARY_METRICS = ["Accuracy", "Precision", "Recall", "F1 Score", "Cost Matrix Gain", "Log Loss",
-                  "Cumulative Lift", "ROC AUC"]
+BINARY_METRICS = [
+    "Accuracy",
+    "Precision",
+    "Recall",
+    "F1 Score",
+    "Cost Matrix Gain",
+    "Log Loss",
+    "Cumulative Lift",
+    "ROC AUC",
+]
 
 
 def runner_pids(data_dir: Path, session_id: int) -> list[int]:
@@ -57,7 +65,9 @@ def test_three_epochs_stream_every_binary_metric_and_score_well(studio, client, 
     assert len(pushed) >= 1, "epochs must be pushed live, not only found in the snapshot"
     for epoch in epochs.values():
         names = set(epoch["values"])
-        missing = [f"{side} {n}" for n in BINARY_METRICS for side in ("Train", "Test") if f"{side} {n}" not in names]
+        missing = [
+            f"{side} {n}" for n in BINARY_METRICS for side in ("Train", "Test") if f"{side} {n}" not in names
+        ]
         assert not missing, f"epoch {epoch['epoch']} lacks {missing}"
     assert messages[-1]["type"] == "done" or messages[-1]["status"] == "succeeded"
 

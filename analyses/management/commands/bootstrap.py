@@ -25,7 +25,9 @@ class Command(BaseCommand):
         if admin is None:
             generated = password is None
             password = password or secrets.token_urlsafe(12)
-            admin = User.objects.create_superuser(username, os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password)
+            admin = User.objects.create_superuser(
+                username, os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password
+            )
             if generated:  # printed once, now; only its hash is kept
                 self.stdout.write(self.style.WARNING(f"Created admin {username!r} with password: {password}"))
             else:

@@ -28,5 +28,13 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"DL Studio is serving at http://{host}:{port}/"))
         from daphne.cli import CommandLineInterface
 
-        CommandLineInterface().run(["-b", host, "-p", str(port), "--proxy-headers", settings.ASGI_APPLICATION.replace(
-            ".application", ":application")])
+        CommandLineInterface().run(
+            [
+                "-b",
+                host,
+                "-p",
+                str(port),
+                "--proxy-headers",
+                settings.ASGI_APPLICATION.replace(".application", ":application"),
+            ]
+        )

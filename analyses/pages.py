@@ -1,0 +1,229 @@
+"""Server-rendered pages (UX.md's page map); each page's script then talks to the JSON API.
+
+Every view needs a login and reaches its object through analyses.access, so someone outside the
+project gets 404. Nested URLs name the project too; an object reached under another project's URL
+is also a 404, so a page never shows one project's object in another's breadcrumbs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, Max, OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_http_methods
+
+from analyses import access
+from analyses.models import ROLE_RANK, Membership, MLTask, PredictionType, Project, Role, Session
+from analyses.serializers import mltask_json, session_detail, session_summary
+
+Crumbs = list[tuple[str, str]]
+
+
+def _can_edit(role: Role | None) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.EDITOR]
+
+
+def _same_project(object_project_id: int, project_id: int) -> None:
+    if object_project_id != project_id:
+        raise Http404("Not found")
+
+
+def _project_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+    role = access.role_in(request.user, project)
+    return {"project": project, "role": role, "can_edit": _can_edit(role)}
+
+
+def _crumbs(project: Project, *more: tuple[str, str]) -> Crumbs:
+    return [("Projects", reverse("home")), (project.name, reverse("project", args=[project.pk])), *more]
+
+
+def _handling_text(handling: Any) -> str:
+    """Feature handling is a small dict such as {"rescaling": "standard"}; shown as key: value."""
+    if isinstance(handling, dict):
+        return ", ".join(f"{key}: {value}" for key, value in handling.items())
+    return "" if handling is None else str(handling)
+
+
+def _last_session_status():
+    newest = Session.objects.filter(mltask=OuterRef("pk")).order_by("-id").values("status")[:1]
+    return Subquery(newest)
+
+
+@login_required
+@ensure_csrf_cookie
+@require_http_methods(["GET", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    """Projects I belong to, and a form that creates one (I become its owner)."""
+    form_error = ""
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name:
+            form_error = "A project needs a name."
+        else:
+            with transaction.atomic():
+                project = Project.objects.create(name=name[:200], created_by=request.user)
+                Membership.objects.create(project=project, user=request.user, role=Role.OWNER)
+            return redirect("project", project.pk)
+    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    projects = access.projects_of(request.user).annotate(
+        num_datasets=Count("datasets", distinct=True),
+        num_analyses=Count("analyses", distinct=True),
+        last_session_at=Max("analyses__mltasks__sessions__queued_at"),
+    )
+    rows = [{"project": project, "role": roles.get(project.pk, "")} for project in projects]
+    return render(
+        request,
+        "analyses/home.html",
+        {"rows": rows, "form_error": form_error, "breadcrumbs": [("Projects", reverse("home"))]},
+        status=400 if form_error else 200,
+    )
+
+
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def project_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.get_project_for(request.user, project_id)
+    analyses = (
+        project.analyses.select_related("dataset")
+        .annotate(num_mltasks=Count("mltasks"))
+        .order_by("name", "id")
+    )
+    context = _project_context(request, project) | {
+        "datasets": project.datasets.order_by("name", "id"),
+        "analyses": analyses,
+        "members": project.memberships.select_related("user").order_by("user__username"),
+        "is_owner": access.role_in(request.user, project) == Role.OWNER,
+        "breadcrumbs": _crumbs(project),
+        "page_data": {"project": project.pk},
+    }
+    return render(request, "analyses/project.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def dataset_page(request: HttpRequest, project_id: int, dataset_id: int) -> HttpResponse:
+    dataset = access.get_dataset_for(request.user, dataset_id)
+    _same_project(dataset.project_id, project_id)
+    project = dataset.project
+    context = _project_context(request, project) | {
+        "dataset": dataset,
+        "prediction_types": PredictionType.values,
+        "breadcrumbs": _crumbs(project, (dataset.name, "")),
+        "page_data": {
+            "project": project.pk,
+            "dataset": dataset.pk,
+            "name": dataset.name,
+            "rows": dataset.rows,
+        },
+    }
+    return render(request, "analyses/dataset.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def analysis_page(request: HttpRequest, project_id: int, analysis_id: int) -> HttpResponse:
+    analysis = access.get_analysis_for(request.user, analysis_id)
+    _same_project(analysis.project_id, project_id)
+    project = analysis.project
+    mltasks = analysis.mltasks.annotate(
+        num_sessions=Count("sessions"), last_status=_last_session_status()
+    ).order_by("id")
+    context = _project_context(request, project) | {
+        "analysis": analysis,
+        "mltasks": mltasks,
+        "columns": analysis.dataset.columns,
+        "prediction_types": PredictionType.values,
+        "breadcrumbs": _crumbs(project, (analysis.name, "")),
+        "page_data": {"project": project.pk, "analysis": analysis.pk},
+    }
+    return render(request, "analyses/analysis.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpResponse:
+    mltask = access.get_mltask_for(request.user, mltask_id)
+    analysis = mltask.analysis
+    _same_project(analysis.project_id, project_id)
+    project = analysis.project
+    context = _project_context(request, project)
+    features = [
+        feature | {"handling_text": _handling_text(feature.get("handling"))} for feature in mltask.features
+    ]
+    context |= {
+        "mltask": mltask,
+        "features": features,
+        "sessions": mltask.sessions.select_related("created_by")[:50],
+        "num_sessions": mltask.sessions.count(),
+        "training": mltask.training,
+        "prediction_types": PredictionType.values,
+        "breadcrumbs": _crumbs(
+            project,
+            (analysis.name, reverse("analysis", args=[project.pk, analysis.pk])),
+            (f"{mltask.target} ({mltask.prediction_type})", ""),
+        ),
+        "page_data": {
+            "project": project.pk,
+            "mltask": mltask_json(mltask),
+            "can_edit": context["can_edit"],
+            # Train navigates to <sessions_base><id>/ as soon as the session exists.
+            "sessions_base": reverse("project", args=[project.pk]) + "sessions/",
+        },
+    }
+    return render(request, "analyses/mltask.html", context)
+
+
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def session_page(request: HttpRequest, project_id: int, session_id: int) -> HttpResponse:
+    """The live view while it trains, the report once it ended (same URL)."""
+    session = access.get_session_for(request.user, session_id)
+    mltask: MLTask = session.mltask
+    analysis = mltask.analysis
+    _same_project(analysis.project_id, project_id)
+    project = analysis.project
+    context = _project_context(request, project)
+    mltask_url = reverse("mltask", args=[project.pk, mltask.pk])
+    planned_epochs = ((session.design or {}).get("training") or {}).get("epochs")
+    context |= {
+        "session": session,
+        "summary": session_summary(session),
+        "mltask": mltask,
+        "mltask_url": mltask_url,
+        "breadcrumbs": _crumbs(
+            project,
+            (analysis.name, reverse("analysis", args=[project.pk, analysis.pk])),
+            (f"{mltask.target} ({mltask.prediction_type})", mltask_url),
+            (f"Session {session.pk}", ""),
+        ),
+        "page_data": {
+            "session": session_detail(session),
+            "can_edit": context["can_edit"],
+            "planned_epochs": planned_epochs if isinstance(planned_epochs, int) else None,
+            "metric": (session.design or {}).get("metric") or "",  # its chart comes first
+            "mltask_url": mltask_url,
+            "socket_path": f"/ws/sessions/{session.pk}/",
+        },
+    }
+    return render(request, "analyses/session.html", context)
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("projects/<int:project_id>/", project_page, name="project"),
+    path("projects/<int:project_id>/datasets/<int:dataset_id>/", dataset_page, name="dataset"),
+    path("projects/<int:project_id>/analyses/<int:analysis_id>/", analysis_page, name="analysis"),
+    path("projects/<int:project_id>/mltasks/<int:mltask_id>/", mltask_page, name="mltask"),
+    path("projects/<int:project_id>/sessions/<int:session_id>/", session_page, name="session"),
+]

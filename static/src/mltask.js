@@ -1,0 +1,174 @@
+// ML task design page: edit the prediction type, Architecture code and Training settings; Save
+// (compare-and-set on `version`) and Train. A refused save (409) never loses the user's text.
+import { ApiError, patchJSON, postJSON } from "./lib/api.js";
+import { $, busy, clearMessage, pageData, showMessage } from "./lib/dom.js";
+import { clearMarks, createCodeEditor, getText, markLine, setText } from "./lib/editor.js";
+
+const data = pageData();
+const canEdit = data.can_edit;
+const mltaskUrl = `/api/mltasks/${data.mltask.id}/`;
+
+const fields = {
+  predictionType: $("#prediction-type"),
+  epochs: $("#epochs"),
+  batchSize: $("#batch-size"),
+};
+const saveButton = $("#save");
+const trainButton = $("#train");
+
+// What the server holds as far as this page knows; "dirty" means the form differs from it.
+let saved = fromServer(data.mltask);
+// The teammate's version from the last 409, for "keep mine" / "take theirs".
+let conflict = null;
+let marked = false;
+
+function fromServer(mltask) {
+  return {
+    version: mltask.version,
+    updatedBy: mltask.updated_by,
+    predictionType: mltask.prediction_type,
+    code: mltask.architecture_code,
+    epochs: String(mltask.training?.epochs ?? ""),
+    batchSize: String(mltask.training?.batch_size ?? ""),
+  };
+}
+
+const editor = createCodeEditor($("#architecture-editor"), {
+  doc: saved.code,
+  readOnly: !canEdit,
+  label: "Architecture code",
+  onChange: () => {
+    if (marked) {
+      marked = false;
+      clearMarks(editor);
+    }
+    refreshDirty();
+  },
+});
+
+function current() {
+  return {
+    predictionType: fields.predictionType.value,
+    code: getText(editor),
+    epochs: fields.epochs.value.trim(),
+    batchSize: fields.batchSize.value.trim(),
+  };
+}
+
+function isDirty() {
+  const now = current();
+  return ["predictionType", "code", "epochs", "batchSize"].some((key) => now[key] !== saved[key]);
+}
+
+function refreshDirty() {
+  $("#dirty").hidden = !isDirty();
+}
+
+function showRevision() {
+  $("#revision").textContent = `version ${saved.version}${saved.updatedBy ? `, saved by ${saved.updatedBy}` : ""}`;
+}
+
+// "12" → 12; anything else goes as typed, so the server's message names the bad value.
+function asInteger(text) {
+  return /^\d+$/.test(text) ? Number(text) : text;
+}
+
+function loadIntoForm(mltask) {
+  saved = fromServer(mltask);
+  fields.predictionType.value = saved.predictionType;
+  fields.epochs.value = saved.epochs;
+  fields.batchSize.value = saved.batchSize;
+  if (getText(editor) !== saved.code) setText(editor, saved.code);
+  showRevision();
+  refreshDirty();
+}
+
+// Returns true when the server holds the form's content afterwards.
+async function save() {
+  const sent = current();
+  const payload = {
+    version: saved.version,
+    prediction_type: sent.predictionType,
+    training: { epochs: asInteger(sent.epochs), batch_size: asInteger(sent.batchSize) },
+  };
+  // Unchanged code is left out, so untouched default code can follow a new prediction type.
+  if (sent.code !== saved.code) payload.architecture_code = sent.code;
+  clearMessage();
+  try {
+    const mltask = await patchJSON(mltaskUrl, payload);
+    $("#conflict").hidden = true;
+    const typedSince = getText(editor) !== sent.code;
+    saved = fromServer(mltask);
+    fields.predictionType.value = saved.predictionType;
+    // The server may rewrite default code for a new type; text typed during the save stays.
+    if (!typedSince && getText(editor) !== saved.code) setText(editor, saved.code);
+    showRevision();
+    refreshDirty();
+    showMessage(`Saved — version ${saved.version}.`, "ok");
+    return true;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 409) {
+      conflict = error.body?.current || null;
+      $("#conflict").hidden = !conflict;
+    }
+    showMessage(error.message, "error");
+    return false;
+  }
+}
+
+function keepMine() {
+  if (!conflict) return;
+  // Their version becomes the base and the form stays as it is: the next save sends my content
+  // against their version number, so it replaces theirs knowingly.
+  saved = fromServer(conflict);
+  conflict = null;
+  $("#conflict").hidden = true;
+  showRevision();
+  refreshDirty();
+  showMessage("Your edits are kept; Save now to replace the teammate's version with yours.", "info");
+}
+
+function takeTheirs() {
+  if (!conflict) return;
+  loadIntoForm(conflict);
+  conflict = null;
+  $("#conflict").hidden = true;
+  showMessage("Loaded the latest version; your edits were discarded.", "info");
+}
+
+async function train() {
+  if (isDirty() && !(await save())) return; // never train something other than what is shown
+  try {
+    const session = await postJSON(`${mltaskUrl}sessions/`, {});
+    window.location.assign(`${data.sessions_base}${session.id}/`);
+  } catch (error) {
+    showMessage(error.message, "error");
+  }
+}
+
+// A failed session links here with ?line=N: mark that line of the Architecture code.
+function markLineFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  const line = Number(params.get("line"));
+  if (!line || (params.get("tab") && params.get("tab") !== "architecture")) return;
+  const session = params.get("session");
+  markLine(editor, line, session ? `Session ${session} failed at this line; see its error panel.` : "Error here.");
+  marked = true;
+  $("#architecture").scrollIntoView({ block: "start" });
+}
+
+if (canEdit) {
+  for (const input of Object.values(fields)) input.addEventListener("input", refreshDirty);
+  saveButton.addEventListener("click", () => busy(saveButton, save));
+  trainButton.addEventListener("click", () => busy(trainButton, train));
+  $("#keep-mine").addEventListener("click", keepMine);
+  $("#take-theirs").addEventListener("click", takeTheirs);
+  // Ctrl/Cmd-S saves, as in every editor people know.
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "s") {
+      event.preventDefault();
+      busy(saveButton, save);
+    }
+  });
+}
+markLineFromUrl();

@@ -1,0 +1,273 @@
+// Session page: the live view while it trains, the report once it ended. The embedded snapshot
+// is drawn at once; the websocket (lib/live.js) then brings every change — no polling.
+import { postJSON } from "./lib/api.js";
+import { LearningCurves } from "./lib/charts.js";
+import { $, busy, el, formatNumber, pageData, showMessage } from "./lib/dom.js";
+import { isFinal, SessionStream } from "./lib/live.js";
+
+const data = pageData();
+const initial = data.session;
+const sessionApi = `/api/sessions/${initial.id}/`;
+const MAX_CONSOLE_LINES = 2000;
+
+const curves = new LearningCurves($("#charts"), $("#metric-select"), $("#charts-empty"), data.metric || "");
+
+const QUEUE_NOTES = {
+  queued: "Waiting for a training worker to take this session.",
+  starting: "A worker took the session and is preparing the data.",
+};
+
+function totalEpochs(state) {
+  return state.epochs_total || data.planned_epochs || 0;
+}
+
+function renderStatus(state) {
+  const chip = $("#status");
+  chip.textContent = state.status;
+  chip.className = `chip chip-${state.status}`;
+  const final = isFinal(state.status);
+  $("#phase").textContent = final ? "" : state.phase || "";
+  const aborting = !final && (state.abort_requested || state.phase === "aborting");
+  const stopping = !final && !aborting && (state.interrupt_requested || state.phase === "stopping");
+  const stopNote = $("#stopping");
+  stopNote.textContent = aborting ? "aborting…" : "stopping…";
+  stopNote.hidden = !(stopping || aborting);
+  const actions = $("#session-actions");
+  if (actions) actions.hidden = final;
+  if ((stopping || aborting) && $("#interrupt")) $("#interrupt").disabled = true;
+  if (aborting && $("#abort")) $("#abort").disabled = true;
+  const note = $("#queue-note");
+  note.textContent = QUEUE_NOTES[state.status] || "";
+  note.hidden = !note.textContent;
+  $("#worker").textContent = state.worker ? `on ${state.worker}` : "";
+  renderConnection();
+  document.title = `Session ${state.id} · ${state.status} · DL Studio`;
+}
+
+function renderEpochProgress(state) {
+  const total = totalEpochs(state);
+  const done = state.epochs_done || 0;
+  const bar = $("#epoch-progress");
+  bar.max = Math.max(total, done, 1);
+  bar.value = done;
+  $("#epoch-label").textContent = total ? `epoch ${done} of ${total}` : `epoch ${done}`;
+  $("#eta").textContent = isFinal(state.status) ? "" : eta(state, total, done);
+}
+
+// Remaining time from the mean epoch duration so far: good enough to decide "coffee or not".
+function eta(state, total, done) {
+  const rows = (state.metrics || []).filter((row) => !row.partial && row.seconds);
+  if (!rows.length || !total || done >= total) return "";
+  const mean = rows.reduce((sum, row) => sum + row.seconds, 0) / rows.length;
+  const seconds = Math.round(mean * (total - done));
+  const text = seconds >= 3600 ? `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`
+    : seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
+  return `about ${text} left`;
+}
+
+function renderBatch(state) {
+  const progress = state.progress;
+  const bar = $("#batch-progress");
+  // Batches only matter while it trains; the report keeps the epoch bar alone.
+  $("#batch-row").hidden = isFinal(state.status);
+  if (!progress || !progress.of) {
+    bar.max = 1;
+    bar.value = 0;
+    $("#batch-label").textContent = "batch –";
+    return;
+  }
+  bar.max = progress.of;
+  bar.value = Math.min(progress.batch, progress.of);
+  $("#batch-label").textContent = `batch ${progress.batch} of ${progress.of}`;
+}
+
+// The epoch table's columns: every metric name seen, in the order it first appeared.
+let tableColumns = [];
+
+function renderEpochTable(rows) {
+  const names = [];
+  for (const row of rows) for (const name of Object.keys(row.values || {})) if (!names.includes(name)) names.push(name);
+  const table = $("#epoch-table");
+  $("#epochs-empty").hidden = rows.length > 0;
+  if (names.join("\n") !== tableColumns.join("\n")) {
+    tableColumns = names;
+    table.tHead.replaceChildren(
+      el("tr", {}, el("th", { className: "num" }, "epoch"), el("th", { className: "num" }, "seconds"),
+        names.map((name) => el("th", { className: "num", scope: "col" }, name))),
+    );
+  }
+  table.tBodies[0].replaceChildren(...rows.map(epochRow));
+}
+
+function epochRow(row) {
+  return el(
+    "tr",
+    { dataset: { epoch: String(row.epoch) }, className: row.partial ? "row-muted" : "" },
+    el("td", { className: "num", title: row.partial ? "interrupted during this epoch" : "" }, row.epoch, row.partial ? " (partial)" : ""),
+    el("td", { className: "num" }, row.seconds ? row.seconds.toFixed(1) : "–"),
+    tableColumns.map((name) => el("td", { className: "num" }, formatNumber(row.values?.[name]))),
+  );
+}
+
+function renderCharts(stream) {
+  const rows = stream.epochRows();
+  curves.update(rows);
+  renderEpochTable(rows);
+}
+
+function renderModel(state) {
+  const model = state.model;
+  if (!model) return;
+  $("#model-summary").textContent = model.summary || "(no summary)";
+  const shapes = Object.entries(model.input_shapes || {})
+    .map(([name, shape]) => `${name}: (${(shape || []).map((d) => (d === null ? "None" : d)).join(", ")})`)
+    .join(" · ");
+  const params = typeof model.params === "number" ? `${model.params.toLocaleString()} parameters` : "";
+  $("#model-params").textContent = [params, shapes].filter(Boolean).join(" · ");
+}
+
+function renderConsole(logs) {
+  const panel = $("#console");
+  panel.replaceChildren(...logs.slice(-MAX_CONSOLE_LINES).map(logLine));
+  panel.scrollTop = panel.scrollHeight;
+}
+
+function logLine(entry) {
+  const text = entry.text.endsWith("\n") ? entry.text : `${entry.text}\n`;
+  return el("span", { className: `log log-${entry.stream || "stdout"}` }, text);
+}
+
+function appendLog(entry) {
+  const panel = $("#console");
+  const atBottom = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 30;
+  panel.append(logLine(entry));
+  while (panel.childNodes.length > MAX_CONSOLE_LINES) panel.firstChild.remove();
+  if (atBottom) panel.scrollTop = panel.scrollHeight; // follow the output unless the user scrolled up
+}
+
+// Final metrics as a Metric × (Train, Test) table: "Train AUC" and "Test AUC" share a row.
+function renderFinal(state) {
+  const metrics = state.final_metrics || {};
+  const names = Object.keys(metrics);
+  $("#final-metrics").hidden = !names.length;
+  const rows = new Map(); // base -> {Train, Test, Value}
+  for (const name of names) {
+    const match = /^(Train|Test) (.+)$/.exec(name);
+    const [column, base] = match ? [match[1], match[2]] : ["Value", name];
+    if (!rows.has(base)) rows.set(base, {});
+    rows.get(base)[column] = metrics[name];
+  }
+  const columns = ["Train", "Test", "Value"].filter((column) => [...rows.values()].some((row) => column in row));
+  const table = $("#final-metrics-table");
+  table.tHead.replaceChildren(
+    el("tr", {}, el("th", { scope: "col" }, "Metric"), columns.map((c) => el("th", { className: "num", scope: "col" }, c))),
+  );
+  table.tBodies[0].replaceChildren(
+    ...[...rows].map(([base, row]) =>
+      el("tr", { dataset: { metric: base } }, el("th", { scope: "row" }, base),
+        columns.map((c) => el("td", { className: "num" }, formatNumber(row[c]))))),
+  );
+}
+
+function renderError(state) {
+  const error = state.error;
+  const panel = $("#error");
+  // Sessions stopped before they started carry a plain message too; failures get the panel.
+  if (!error || !error.message) {
+    panel.hidden = true;
+    return;
+  }
+  panel.hidden = false;
+  panel.classList.toggle("error-panel-info", state.status !== "failed");
+  panel.querySelector("h2").firstChild.textContent = state.status === "failed" ? "Training failed " : `Session ${state.status} `;
+  const where = [error.phase && `in ${error.phase}`, error.tab && `${error.tab} tab`, error.line && `line ${error.line}`];
+  $("#error-where").textContent = where.filter(Boolean).join(", ");
+  $("#error-message").textContent = error.message;
+  const traceback = $("#error-traceback");
+  traceback.textContent = error.traceback || "";
+  traceback.hidden = !error.traceback;
+  const link = $("#error-link");
+  const target = new URL(data.mltask_url, window.location.origin);
+  if (error.tab && error.line) {
+    target.search = new URLSearchParams({ tab: error.tab, line: String(error.line), session: String(state.id) });
+    target.hash = error.tab === "architecture" ? "architecture" : "training";
+    link.textContent = `Open the ${error.tab} code at line ${error.line}`;
+  } else {
+    link.textContent = "Open the ML task";
+  }
+  link.href = target.pathname + target.search + target.hash;
+}
+
+function renderAll(state, stream) {
+  renderStatus(state);
+  renderEpochProgress(state);
+  renderBatch(state);
+  renderCharts(stream);
+  renderModel(state);
+  renderConsole(state.logs || []);
+  renderFinal(state);
+  renderError(state);
+}
+
+const CONNECTION_TEXT = {
+  connecting: "connecting…",
+  live: "live",
+  reconnecting: "reconnecting…",
+  ended: "finished",
+};
+let connectionKind = "connecting";
+
+// A finished session gets no more updates, whatever the socket does: say so.
+function renderConnection() {
+  const kind = stream && isFinal(stream.state.status) ? "ended" : connectionKind;
+  $("#connection").className = `meta-item connection connection-${kind}`;
+  $("#connection-text").textContent = CONNECTION_TEXT[kind] || kind;
+}
+
+const stream = new SessionStream(data.socket_path, initial, {
+  snapshot: (state) => renderAll(state, stream),
+  status: (state) => {
+    renderStatus(state);
+    renderEpochProgress(state);
+    renderBatch(state);
+  },
+  model: renderModel,
+  progress: renderBatch,
+  epoch: (row, state) => {
+    renderCharts(stream);
+    renderEpochProgress(state);
+  },
+  log: appendLog,
+  done: (state) => renderAll(state, stream),
+  connection: (kind) => {
+    connectionKind = kind;
+    renderConnection();
+  },
+});
+
+async function act(button, action, confirmText) {
+  if (confirmText && !window.confirm(confirmText)) return;
+  await busy(button, async () => {
+    try {
+      const summary = await postJSON(`${sessionApi}${action}/`);
+      // The answer is the session now; the stream confirms it too, but do not wait for it.
+      if (action === "interrupt") stream.state.interrupt_requested = true;
+      if (action === "abort") stream.state.abort_requested = true;
+      if (isFinal(summary.status)) stream.apply({ ...summary, type: "done" });
+      else stream.apply({ type: "status", status: summary.status, phase: stream.state.phase });
+    } catch (error) {
+      showMessage(error.message, "error");
+    }
+  });
+  renderStatus(stream.state); // after busy() re-enabled the button: a stopping session keeps it off
+}
+
+const interruptButton = $("#interrupt");
+const abortButton = $("#abort");
+if (interruptButton) interruptButton.addEventListener("click", () => act(interruptButton, "interrupt"));
+if (abortButton) {
+  abortButton.addEventListener("click", () =>
+    act(abortButton, "abort", `Abort session ${initial.id}? Training stops now and no model is kept.`));
+}
+
+stream.start();
