@@ -1,0 +1,56 @@
+"""A user in a real Chromium: log in, open the ML task, change the code, Train, watch epochs
+arrive in the chart, Interrupt."""
+
+from __future__ import annotations
+
+import re
+
+from tests.browser.conftest import ARTIFACTS
+from tests.live import ADMIN, PASSWORD, Client, breast_cancer_csv
+
+
+def test_edit_train_watch_and_interrupt(studio, page):
+    client = Client(studio.base)
+    project = client.call("POST", "/api/projects/", json={"name": "browser"})["id"]
+    dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
+    mltask = client.mltask(project, dataset["id"], "target")
+
+    page.goto(f"{studio.base}/projects/{project}/mltasks/{mltask['id']}/")
+    assert "/accounts/login/" in page.url  # not logged in yet: sent to the login page
+    page.fill("#id_username", ADMIN)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url(re.compile(rf".*/mltasks/{mltask['id']}/$"))
+
+    editor = page.locator("#architecture-editor .cm-content")
+    code = editor.inner_text()
+    assert "def build_model(input_shapes, n_classes):" in code
+    edited = code.replace("Dense(64", "Dense(48").replace(
+        "def compile_model(model):", 'print("hello from the architecture tab")\n\n\ndef compile_model(model):'
+    )
+    editor.fill(edited)
+    page.fill("#epochs", "300")
+    page.click("#train")
+
+    page.wait_for_url(re.compile(r".*/sessions/\d+/$"))
+    session_id = int(re.search(r"/sessions/(\d+)/$", page.url).group(1))
+    page.locator("#epoch-table tbody tr").nth(1).wait_for(timeout=120_000)  # two epochs drawn live
+    assert page.locator("#status").inner_text() == "running"
+    assert page.locator("#charts canvas").count() >= 1
+    assert "epoch" in page.locator("#epoch-label").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser-session-running.png"), full_page=True)
+
+    page.click("#interrupt")
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.trim() === 'interrupted'", timeout=90_000
+    )
+    page.locator("#final-metrics-table").wait_for()
+    assert "ROC AUC" in page.locator("#final-metrics-table").inner_text()
+    assert "hello from the architecture tab" in page.locator("#console").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser-session-interrupted.png"), full_page=True)
+
+    session = client.call("GET", f"/api/sessions/{session_id}/")
+    assert session["status"] == "interrupted"
+    assert 2 <= session["epochs_done"] < 300
+    snapshot = client.call("GET", f"/api/mltasks/{mltask['id']}/")
+    assert "Dense(48" in snapshot["architecture_code"] and snapshot["training"]["epochs"] == 300
