@@ -1,0 +1,190 @@
+"""The runner's base callbacks, passed to user code as ``base_callbacks``.
+
+In this order, because each relies on the ones before it:
+
+1. :class:`MetricsCallback` writes ``Train X`` / ``Test X`` into Keras' ``logs`` at each epoch end,
+   so any callback placed after it (the user's ``EarlyStopping(monitor="Test ROC AUC")``, the
+   History, our epoch event) sees them.
+2. :class:`InterruptCallback` stops training at the end of the current batch once the supervisor
+   asked for it (Keras' TF trainer checks ``stop_training`` after every batch).
+3. :class:`ProgressCallback` emits throttled ``progress`` events.
+4. :class:`EpochEventCallback` emits the ``epoch`` event with every log value.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+
+from training_worker.events import clean_values
+from training_worker.metrics import CustomScore, compute_metrics, prefixed
+
+Emit = Callable[[dict[str, Any]], None]
+Inputs = np.ndarray | Mapping[str, np.ndarray]
+
+MAX_PROGRESS_PER_SECOND = 5
+
+
+def take_rows(inputs: Inputs, rows: np.ndarray) -> Inputs:
+    if isinstance(inputs, Mapping):
+        return {name: array[rows] for name, array in inputs.items()}
+    return inputs[rows]
+
+
+def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
+    """A fixed sample of row positions (in order), so every epoch's Train metrics use the same rows."""
+    if n_rows <= max_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
+
+
+class MetricsCallback(keras.callbacks.Callback):
+    """Computes every metric on Train (a fixed sample) and Test at each epoch end, into ``logs``."""
+
+    def __init__(
+        self,
+        prediction_type: str,
+        n_classes: int,
+        train: tuple[Inputs, np.ndarray],
+        test: tuple[Inputs, np.ndarray],
+        batch_size: int,
+        train_metrics_sample: int = 10_000,
+        seed: int = 1337,
+        custom_score: CustomScore | None = None,
+    ) -> None:
+        super().__init__()
+        self.prediction_type = prediction_type
+        self.n_classes = n_classes
+        train_inputs, train_y = train
+        rows = sample_rows(len(train_y), train_metrics_sample, seed)
+        self.train = (take_rows(train_inputs, rows), train_y[rows])
+        self.test = test
+        self.batch_size = batch_size
+        self.custom_score = custom_score
+
+    def evaluate(self, model: keras.Model | None = None) -> dict[str, float | None]:
+        """``Train X`` and ``Test X`` for the model as it is now (also used for the final metrics)."""
+        model = model or self.model
+        values: dict[str, float | None] = {}
+        for prefix, (inputs, y_true) in (("Train", self.train), ("Test", self.test)):
+            # Inference never needs more memory than training did, so the training batch size is safe.
+            output = model.predict(inputs, batch_size=self.batch_size, verbose=0)
+            values |= prefixed(
+                prefix,
+                compute_metrics(self.prediction_type, y_true, output, self.n_classes, self.custom_score),
+            )
+        return values
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None:
+            return
+        # In place: Keras hands the same dict to every later callback. NaN (not None) for undefined
+        # values, because callbacks comparing numbers (EarlyStopping, ModelCheckpoint) expect floats.
+        for name, value in self.evaluate().items():
+            logs[name] = float("nan") if value is None else value
+
+
+class InterruptCallback(keras.callbacks.Callback):
+    """Stops training at the end of the current batch once ``interrupt`` is set."""
+
+    def __init__(self, interrupt: threading.Event) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.interrupt.is_set():
+            self.model.stop_training = True
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """``progress`` events: at most MAX_PROGRESS_PER_SECOND, plus each epoch's last batch and the stop."""
+
+    def __init__(self, emit: Emit, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.emit = emit
+        self.clock = clock
+        self.epoch = 0
+        self.last_sent = float("-inf")
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        steps = self.params.get("steps")
+        done = batch + 1
+        now = self.clock()
+        # Always the last batch of an epoch, and the batch where training stops (interrupt runs first).
+        stopping = bool(getattr(self.model, "stop_training", False))
+        if done == steps or stopping or now - self.last_sent >= 1 / MAX_PROGRESS_PER_SECOND:
+            self.last_sent = now
+            self.emit({"type": "progress", "epoch": self.epoch, "batch": done, "of": steps or done})
+
+
+class EpochEventCallback(keras.callbacks.Callback):
+    """The ``epoch`` event: every log value (Keras' own and Train/Test metrics), 1-based epoch.
+
+    An epoch cut short by an interrupt is marked ``"partial": true``: its values describe the model
+    after fewer batches than a full epoch.
+    """
+
+    def __init__(self, emit: Emit, interrupt: threading.Event) -> None:
+        super().__init__()
+        self.emit = emit
+        self.interrupt = interrupt
+        self.started = 0.0
+        self.batches_done = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.monotonic()
+        self.batches_done = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.batches_done = batch + 1
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        event: dict[str, Any] = {
+            "type": "epoch",
+            "epoch": epoch + 1,
+            "seconds": round(time.monotonic() - self.started, 3),
+            "values": clean_values(dict(logs or {})),
+        }
+        steps = self.params.get("steps")
+        if self.interrupt.is_set() and (steps is None or self.batches_done < steps):
+            event["partial"] = True
+        self.emit(event)
+
+
+def base_callbacks(
+    *,
+    emit: Emit,
+    interrupt: threading.Event,
+    prediction_type: str,
+    n_classes: int,
+    train: tuple[Inputs, np.ndarray],
+    test: tuple[Inputs, np.ndarray],
+    batch_size: int,
+    train_metrics_sample: int,
+    seed: int,
+    custom_score: CustomScore | None = None,
+) -> list[keras.callbacks.Callback]:
+    """The runner's callbacks, in the order the module docstring explains."""
+    return [
+        MetricsCallback(
+            prediction_type,
+            n_classes,
+            train,
+            test,
+            batch_size,
+            train_metrics_sample=train_metrics_sample,
+            seed=seed,
+            custom_score=custom_score,
+        ),
+        InterruptCallback(interrupt),
+        ProgressCallback(emit),
+        EpochEventCallback(emit, interrupt),
+    ]

@@ -1,0 +1,72 @@
+"""Defaults for a new ML task: Architecture code, training settings, feature handling.
+
+The web process imports this to pre-fill the design, so it must not import TensorFlow or Keras:
+the Architecture code is plain text that only the runner executes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_OUTPUT_LAYERS = {
+    "regression": ('keras.layers.Dense(1, name="prediction")(x)', "mse"),
+    "binary": ('keras.layers.Dense(1, activation="sigmoid", name="prediction")(x)', "binary_crossentropy"),
+    "multiclass": (
+        'keras.layers.Dense(n_classes, activation="softmax", name="prediction")(x)',
+        "sparse_categorical_crossentropy",
+    ),
+}
+
+_METRICS = {"regression": '["mae"]', "binary": '["accuracy"]', "multiclass": '["accuracy"]'}
+
+_ARCHITECTURE_TEMPLATE = '''\
+def build_model(input_shapes, n_classes):
+    """Return a Keras model. input_shapes maps each input name (e.g. "main") to its shape."""
+    # One keras.Input per preprocessing input; features go to "main" unless routed elsewhere.
+    inputs = [keras.Input(shape=shape, name=name) for name, shape in input_shapes.items()]
+    x = inputs[0] if len(inputs) == 1 else keras.layers.Concatenate()(inputs)
+    x = keras.layers.Dense(64, activation="relu")(x)
+    x = keras.layers.Dropout(0.2)(x)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = {output}
+    return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs, outputs=outputs)
+
+
+def compile_model(model):
+    """Compile the model built above and return it."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.003),
+        loss="{loss}",
+        metrics={metrics},
+    )
+    return model
+'''
+
+
+def default_architecture_code(prediction_type: str) -> str:
+    """Architecture tab code that trains a reasonable dense network for ``prediction_type``."""
+    if prediction_type not in _OUTPUT_LAYERS:
+        raise ValueError(
+            f"unknown prediction type {prediction_type!r}; expected one of {sorted(_OUTPUT_LAYERS)}"
+        )
+    output, loss = _OUTPUT_LAYERS[prediction_type]
+    return _ARCHITECTURE_TEMPLATE.format(output=output, loss=loss, metrics=_METRICS[prediction_type])
+
+
+def default_training() -> dict[str, Any]:
+    return {"mode": "standard", "epochs": 10, "batch_size": 32}
+
+
+_FEATURE_HANDLING: dict[str, dict[str, Any]] = {
+    "numeric": {"rescaling": "standard", "missing": "mean"},
+    "categorical": {"encoding": "dummy", "max_levels": 100},
+    "text": {"encoding": "tfidf", "max_features": 200},
+}
+
+
+def default_feature_handling(column_type: str) -> dict[str, Any]:
+    """The handling of an input feature of ``column_type`` (numeric | categorical | text)."""
+    if column_type not in _FEATURE_HANDLING:
+        raise ValueError(f"unknown column type {column_type!r}; expected one of {sorted(_FEATURE_HANDLING)}")
+    return dict(_FEATURE_HANDLING[column_type])

@@ -1,0 +1,447 @@
+"""The runner: one training session's life-cycle, in its own sandboxed process.
+
+``python -m training_worker.runner <workdir>``, started by the supervising task. The only place
+user code executes; it never imports Django and sees nothing but its work dir.
+
+The contract with the parent:
+
+- reads ``<workdir>/job.json``; writes nothing outside ``<workdir>`` (outputs in ``output/``);
+- writes events (``training_worker.events``, one JSON object per line) to the file descriptor
+  named by ``$DLS_EVENT_FD`` (default 3), never to stdout: stdout and stderr are the user's logs;
+- reads commands from stdin, one per line: ``interrupt`` stops training at the end of the current
+  batch, then the model is evaluated and saved (status ``interrupted``). EOF on stdin means the
+  parent died: the runner exits at once with code 3 (unless it is already finishing);
+- phases, each announced by a ``status`` event: preprocessing, build_model, compile_model, fit,
+  evaluate, predict, save; then exactly one ``done`` event and exit code 0, whatever happened to
+  the user's code. A failure of the platform itself still ends in a ``done`` (phase ``runner``).
+
+Exit codes: 0 after a done event, 2 when the event pipe is missing, 3 when stdin closed early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training_worker.events import EVENT_FD, EVENT_FD_VARIABLE, Status, clean_values, encode_event
+from training_worker.metrics import class_probabilities, predicted_classes
+from training_worker.preprocessing import (
+    Preprocessing,
+    PreprocessingError,
+    drop_missing_target,
+    read_dataset,
+    split_train_test,
+)
+from training_worker.usercode import (
+    UserCodeError,
+    call_user_function,
+    check_output_layer,
+    compile_tab,
+    describe_exception,
+    execute_tab,
+    user_function,
+)
+
+EXIT_PARENT_GONE = 3
+EXIT_NO_EVENT_PIPE = 2
+OUTPUT_DIR = "output"
+ARTIFACTS = {
+    "model": f"{OUTPUT_DIR}/model.keras",
+    "preprocessing": f"{OUTPUT_DIR}/preprocessing.joblib",
+    "predictions": f"{OUTPUT_DIR}/predictions.csv",
+}
+PREPROCESSING_DESCRIPTION = f"{OUTPUT_DIR}/preprocessing.json"
+MAX_SUMMARY_CHARS = 200_000  # keeps the model event well under events.MAX_EVENT_BYTES
+
+
+class EventWriter:
+    """Writes whole event lines to the event pipe; a vanished reader means the parent is gone."""
+
+    def __init__(self, fd: int) -> None:
+        os.fstat(fd)  # raises OSError now, rather than at the first event, if the pipe is missing
+        os.set_inheritable(fd, False)  # processes the user's code starts must not hold the pipe open
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        data = memoryview(encode_event(event))
+        with self.lock:
+            try:
+                while data:  # a pipe write can be partial for lines longer than PIPE_BUF
+                    data = data[os.write(self.fd, data) :]
+            except BrokenPipeError:
+                os._exit(EXIT_PARENT_GONE)
+
+
+def watch_commands(commands: Any, interrupt: threading.Event, finishing: threading.Event) -> None:
+    """Daemon thread: ``interrupt`` lines set the flag; EOF means the parent died."""
+    for line in commands:
+        command = line.strip().decode(errors="replace")
+        if command == "interrupt":
+            interrupt.set()
+        elif command:
+            print(f"runner: ignored unknown command {command!r}", file=sys.stderr)
+    if not finishing.is_set():
+        os._exit(EXIT_PARENT_GONE)
+
+
+@dataclass
+class Split:
+    """One side of the train/test split: model inputs, encoded target, and the original rows."""
+
+    inputs: dict[str, np.ndarray]
+    y: np.ndarray
+    frame: pd.DataFrame
+
+    @property
+    def model_inputs(self) -> Any:
+        """The array itself for a one-input model, else a dict keyed by input name (Keras matches names)."""
+        return self.inputs[next(iter(self.inputs))] if len(self.inputs) == 1 else dict(self.inputs)
+
+
+class Runner:
+    """One session's life-cycle; :meth:`run` returns the ``done`` event."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        job: dict[str, Any],
+        emit: Callable[[dict[str, Any]], None],
+        interrupt: threading.Event,
+    ) -> None:
+        self.workdir = workdir
+        self.job = job
+        self.emit = emit
+        self.interrupt = interrupt
+        self.prediction_type: str = job["prediction_type"]
+        self.target: str = job["target"]
+        self.seed = int(job.get("seed", 1337))
+        self.partial_dir = workdir / OUTPUT_DIR / ".partial"
+
+    def run(self) -> dict[str, Any]:
+        self.final_metrics: dict[str, Any] = {}
+        try:
+            interrupted = self._life_cycle()
+        except UserCodeError as exc:
+            return {
+                "type": "done",
+                "status": Status.FAILED.value,
+                "final_metrics": clean_values(self.final_metrics),  # set when only predict or save failed
+                "error": exc.to_error(),
+                "artifacts": {},
+            }
+        finally:
+            # Cleanup always runs: a failed session leaves no half-written model behind.
+            shutil.rmtree(self.partial_dir, ignore_errors=True)
+        return {
+            "type": "done",
+            "status": (Status.INTERRUPTED if interrupted else Status.SUCCEEDED).value,
+            "final_metrics": clean_values(self.final_metrics),
+            "error": None,
+            "artifacts": dict(ARTIFACTS),
+        }
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Announce a phase; turn whatever fails inside it into a UserCodeError naming it."""
+        self.emit({"type": "status", "status": Status.RUNNING.value, "phase": name})
+        try:
+            yield
+        except UserCodeError:
+            raise
+        except PreprocessingError as exc:
+            raise UserCodeError(phase=name, message=str(exc), traceback_text=traceback.format_exc()) from exc
+        except (Exception, SystemExit) as exc:
+            what, expected = PHASE_FAILURES.get(name, (f"The {name} step raised", ""))
+            error = describe_exception(exc, name, what, expected)
+            if error.tab is None:  # not the user's frames: show the whole traceback
+                error.traceback_text = traceback.format_exc()
+            raise error from exc
+
+    def _life_cycle(self) -> bool:
+        """All phases; returns whether training was interrupted."""
+        epochs, batch_size = _training_settings(self.job.get("training") or {})
+        with self.phase("preprocessing"):
+            preprocessing, train, test = self._prepare_data()
+        with self.phase("build_model"):
+            keras, namespace, model = self._build_model(preprocessing)
+        self.emit(_model_event(model, preprocessing))
+        with self.phase("compile_model"):
+            model = self._compile_model(keras, namespace, model)
+
+        from training_worker.callbacks import base_callbacks  # imports Keras: only once it is needed
+
+        with self.phase("fit"):
+            callbacks = base_callbacks(
+                emit=self.emit,
+                interrupt=self.interrupt,
+                prediction_type=self.prediction_type,
+                n_classes=preprocessing.n_classes,
+                train=(train.model_inputs, train.y),
+                test=(test.model_inputs, test.y),
+                batch_size=batch_size,
+                train_metrics_sample=int(self.job.get("train_metrics_sample", 10_000)),
+                seed=self.seed,
+            )
+            if not self.interrupt.is_set():  # interrupted before training started: keep the model as built
+                model.fit(
+                    train.model_inputs,
+                    train.y,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+        interrupted = self.interrupt.is_set()
+
+        with self.phase("evaluate"):
+            self.final_metrics = callbacks[0].evaluate(model)
+        with self.phase("predict"):
+            output = model.predict(test.model_inputs, batch_size=batch_size, verbose=0)
+            self._write_predictions(test.frame, output, preprocessing)
+        with self.phase("save"):
+            self._save(model, preprocessing)
+        return interrupted
+
+    def _prepare_data(self) -> tuple[Preprocessing, Split, Split]:
+        job = self.job
+        if job["dataset"].get("format", "csv") != "csv":
+            raise PreprocessingError(
+                f"Dataset format {job['dataset']['format']!r} is not supported; use CSV."
+            )
+        features = job.get("features") or []
+        frame = read_dataset(
+            str(self.workdir / job["dataset"]["path"]), features, self.target, self.prediction_type
+        )
+        frame = drop_missing_target(frame, self.target)
+        train_frame, test_frame = split_train_test(
+            frame, self.target, self.prediction_type, job.get("split") or {}
+        )
+        preprocessing = Preprocessing.fit(
+            train_frame, features, self.target, self.prediction_type, job.get("classes")
+        )
+        train, test = (
+            Split(preprocessing.transform(part), preprocessing.encode_target(part[self.target]), part)
+            for part in (train_frame, test_frame)
+        )
+        return preprocessing, train, test
+
+    def _build_model(self, preprocessing: Preprocessing) -> tuple[Any, dict[str, Any], Any]:
+        # Compiled before Keras is imported: a syntax error is reported in a second, not ten.
+        code = compile_tab(self.job["architecture_code"], "architecture", "build_model")
+        keras = _import_keras(self.seed)
+        namespace = execute_tab(code, "architecture", "build_model", {"keras": keras, "np": np})
+        build_model = user_function(
+            namespace, "build_model", "(input_shapes, n_classes)", "architecture", "build_model"
+        )
+        model = call_user_function(
+            build_model,
+            (dict(preprocessing.input_shapes), preprocessing.n_classes),
+            "build_model",
+            expected="build_model(input_shapes, n_classes) must return a keras.Model.",
+        )
+        _require_model(keras, model, build_model, "return keras.Model(inputs, outputs) at its end")
+        check_output_layer(model, self.prediction_type, preprocessing.n_classes)
+        return keras, namespace, model
+
+    def _compile_model(self, keras: Any, namespace: dict[str, Any], model: Any) -> Any:
+        compile_model = user_function(namespace, "compile_model", "(model)", "architecture", "compile_model")
+        compiled = call_user_function(
+            compile_model,
+            (model,),
+            "compile_model",
+            expected="compile_model(model) must compile the model and return it.",
+        )
+        if compiled is not None:  # None: compiled in place
+            _require_model(keras, compiled, compile_model, "return the model (or None)")
+            model = compiled
+        if not getattr(model, "compiled", False):
+            raise UserCodeError(
+                phase="compile_model",
+                tab="architecture",
+                line=_first_line(compile_model),
+                message=(
+                    "compile_model(model) returned a model that is not compiled. Call "
+                    "model.compile(optimizer=..., loss=...) inside compile_model, then return the model."
+                ),
+            )
+        return model
+
+    def _write_predictions(self, test_frame: pd.DataFrame, output: np.ndarray, prep: Preprocessing) -> None:
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame(
+            {"row": test_frame.index.to_numpy(), "actual": test_frame[self.target].to_numpy()}
+        )
+        if prep.classes is None:
+            table["prediction"] = np.asarray(output, dtype=np.float64).reshape(len(table))
+        else:
+            table["prediction"] = np.asarray(prep.classes, dtype=object)[
+                predicted_classes(self.prediction_type, output)
+            ]
+            probabilities = class_probabilities(self.prediction_type, output)
+            for position, label in enumerate(prep.classes):
+                table[f"proba_{label}"] = probabilities[:, position]
+        table.to_csv(self.partial_dir / "predictions.csv", index=False)
+
+    def _save(self, model: Any, preprocessing: Preprocessing) -> None:
+        import joblib
+
+        model.save(self.partial_dir / "model.keras")
+        joblib.dump(preprocessing, self.partial_dir / "preprocessing.joblib")
+        description = json.dumps(preprocessing.describe(), indent=1, default=str)
+        (self.partial_dir / "preprocessing.json").write_text(description)
+        # Files appear in output/ only once all were written: nothing half-saved is ever visible.
+        for path in (*ARTIFACTS.values(), PREPROCESSING_DESCRIPTION):
+            os.replace(self.partial_dir / Path(path).name, self.workdir / path)
+
+
+PHASE_FAILURES = {
+    "preprocessing": ("Preparing the dataset failed with", ""),
+    "build_model": ("Building the model failed with", ""),
+    "compile_model": ("Compiling the model failed with", ""),
+    "fit": (
+        "Training (model.fit) failed with",
+        "The model's output, its loss and the target must agree: for this prediction type, compare "
+        "compile_model's loss with the default Architecture code.",
+    ),
+    "evaluate": ("Evaluating the trained model failed with", ""),
+    "predict": ("Predicting the test set failed with", ""),
+    "save": ("Saving the model failed with", "Layers defined in your code must be serializable."),
+}
+
+
+def _import_keras(seed: int) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(seed)  # before anything random in the user's code
+    return keras
+
+
+def _require_model(keras: Any, value: Any, function: Callable, fix: str) -> None:
+    if not isinstance(value, keras.Model):
+        name = function.__name__
+        raise UserCodeError(
+            phase=name,
+            tab="architecture",
+            line=_first_line(function),
+            message=f"{name} must return a keras.Model; got {type(value).__name__}. In {name}, {fix}.",
+        )
+
+
+def _first_line(function: Callable) -> int | None:
+    """The line of the user's ``def``, for errors about what a function returned."""
+    code = getattr(function, "__code__", None)
+    return code.co_firstlineno if code is not None else None
+
+
+def _training_settings(training: dict[str, Any]) -> tuple[int, int]:
+    mode = training.get("mode", "standard")
+    if mode != "standard":
+        raise UserCodeError(
+            phase="fit",
+            tab="training",
+            message=f"Training mode {mode!r} is not available yet; switch the Training tab to standard mode.",
+        )
+    epochs, batch_size = training.get("epochs", 10), training.get("batch_size", 32)
+    if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
+        raise UserCodeError(
+            phase="fit",
+            tab="training",
+            message=(
+                f"Epochs and batch size must be whole numbers of at least 1; got epochs={epochs!r}, "
+                f"batch_size={batch_size!r}. Fix them in the Training tab."
+            ),
+        )
+    return epochs, batch_size
+
+
+def _model_event(model: Any, preprocessing: Preprocessing) -> dict[str, Any]:
+    lines: list[str] = []
+    try:
+        model.summary(print_fn=lambda text, **_: lines.append(text))
+        params = int(model.count_params())
+    except Exception as exc:  # e.g. a subclassed model, only built by its first batch
+        lines, params = [f"(no summary before training: {exc})"], 0
+    summary = "\n".join(lines)
+    if len(summary) > MAX_SUMMARY_CHARS:
+        summary = summary[:MAX_SUMMARY_CHARS] + "\n... (summary truncated)"
+    return {
+        "type": "model",
+        "summary": summary,
+        "params": params,
+        "input_shapes": {name: list(shape) for name, shape in preprocessing.input_shapes.items()},
+        "n_classes": preprocessing.n_classes,
+    }
+
+
+def _platform_failure(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": "done",
+        "status": Status.FAILED.value,
+        "final_metrics": {},
+        "error": {
+            "phase": "runner",
+            "tab": None,
+            "line": None,
+            "message": (
+                f"The training platform failed ({type(exc).__name__}: {exc}). This is not a problem in "
+                "your code; train again, and report it if it happens again."
+            ),
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+        "artifacts": {},
+    }
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 1:
+        print("usage: python -m training_worker.runner <workdir>", file=sys.stderr)
+        sys.exit(EXIT_NO_EVENT_PIPE)
+    try:
+        writer = EventWriter(int(os.environ.get(EVENT_FD_VARIABLE, EVENT_FD)))
+    except (OSError, ValueError) as exc:
+        print(f"runner: no event pipe ({exc}); it is started by the supervising task", file=sys.stderr)
+        sys.exit(EXIT_NO_EVENT_PIPE)
+    # Keras' and TensorFlow's defaults for a headless worker, unless the parent chose otherwise.
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if sys.stdout is not None:
+        sys.stdout.reconfigure(line_buffering=True)  # user prints reach the logs as they happen
+
+    interrupt, finishing = threading.Event(), threading.Event()
+    commands = sys.stdin.buffer if sys.stdin is not None else iter(())
+    threading.Thread(
+        target=watch_commands, args=(commands, interrupt, finishing), name="commands", daemon=True
+    ).start()
+    sys.stdin = open(os.devnull)  # user code reading stdin must not swallow our commands  # noqa: SIM115
+
+    try:
+        workdir = Path(argv[0]).resolve()
+        os.chdir(workdir)  # the user's relative paths land in the work dir, the only writable place
+        job = json.loads((workdir / "job.json").read_text())
+        done = Runner(workdir, job, writer.emit, interrupt).run()
+    except BaseException as exc:  # the parent must get a done event whatever happened
+        traceback.print_exc()
+        done = _platform_failure(exc)
+    finishing.set()
+    writer.emit(done)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skips interpreter teardown, which can hang on TensorFlow's threads; everything is written.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
