@@ -12,6 +12,7 @@ MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1_000_000
 FEATURE_ROLES = ("input", "reject")
 FEATURE_TYPES = ("numeric", "categorical", "text")
+TARGET_RESCALINGS = ("standard", "none")
 
 
 class DesignError(ValueError):
@@ -60,6 +61,8 @@ def clean_training(training: Any, current: dict) -> dict:
         raise DesignError(f'training.mode {mode!r} is not available yet; use "standard".')
     merged["epochs"] = _bounded_int(merged.get("epochs"), "training.epochs", 1, MAX_EPOCHS)
     merged["batch_size"] = _bounded_int(merged.get("batch_size"), "training.batch_size", 1, MAX_BATCH_SIZE)
+    if merged.setdefault("target_rescaling", "standard") not in TARGET_RESCALINGS:
+        raise DesignError('training.target_rescaling must be "standard" or "none" (regression targets only).')
     return merged
 
 

@@ -41,6 +41,7 @@ class Studio:
     base: str
     data_dir: Path
     env: dict[str, str]
+    mode: str = "embedded"
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def manage(self, *args: str) -> str:
@@ -69,6 +70,7 @@ def _base_env(data_dir: Path) -> dict[str, str]:
         DJANGO_SUPERUSER_PASSWORD=PASSWORD,
         SECRET_KEY="journey-" + uuid.uuid4().hex,
         INTERRUPT_GRACE_SECONDS="30",
+        SESSION_LOST_AFTER_SECONDS="12",
     )
     return env
 
@@ -153,7 +155,7 @@ def distributed_studio(data_dir: Path, redis_url: str, database_url: str) -> Ite
     """Web (daphne) + a Celery worker process, on real Redis and PostgreSQL."""
     with _fresh_postgres(database_url) as database:
         port = free_port()
-        studio = Studio(f"http://127.0.0.1:{port}", data_dir, _base_env(data_dir))
+        studio = Studio(f"http://127.0.0.1:{port}", data_dir, _base_env(data_dir), mode="distributed")
         studio.env.update(REDIS_URL=_redis_url_for_tests(redis_url), DATABASE_URL=database)
         studio.manage("migrate", "--noinput")
         studio.manage("bootstrap", "--no-demo")

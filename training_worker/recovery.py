@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from datetime import timedelta
 
 from django.utils import timezone
@@ -9,6 +12,8 @@ from django.utils import timezone
 from analyses import live
 from analyses.models import Session
 from training_worker.events import Status
+
+log = logging.getLogger(__name__)
 
 LOST_MESSAGE = "Worker lost: the process supervising this session stopped (restart or crash). Train again."
 
@@ -30,3 +35,27 @@ def fail_lost_sessions(older_than_seconds: float) -> int:
                 session_id, {"type": "done", "status": Status.FAILED, "final_metrics": {}, "error": error}
             )
     return len(lost)
+
+
+def start_reaper(lost_after_seconds: float) -> threading.Thread:
+    """A daemon thread of the web process that fails sessions whose supervisor went silent.
+
+    Several web processes may each run one: the updates are conditional, so they agree.
+    """
+
+    def reap_forever() -> None:
+        from django.db import close_old_connections
+
+        while True:
+            time.sleep(max(1.0, lost_after_seconds / 3))
+            try:
+                if count := fail_lost_sessions(lost_after_seconds):
+                    log.warning("marked %s session(s) failed: worker lost", count)
+            except Exception:
+                log.warning("the reaper could not check sessions", exc_info=True)
+            finally:
+                close_old_connections()
+
+    thread = threading.Thread(target=reap_forever, name="session-reaper", daemon=True)
+    thread.start()
+    return thread

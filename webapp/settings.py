@@ -111,6 +111,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 EMBEDDED_WORKERS = env_int("EMBEDDED_WORKERS", 1, minimum=1)
 RUNNER_PYTHON = env_str("RUNNER_PYTHON")  # default: the interpreter running the worker
 SESSION_HEARTBEAT_SECONDS = 5
+# A running session whose supervisor wrote no heartbeat for this long is marked failed ("worker lost").
+SESSION_LOST_AFTER_SECONDS = env_int("SESSION_LOST_AFTER_SECONDS", 60, minimum=3)
 INTERRUPT_GRACE_SECONDS = env_int("INTERRUPT_GRACE_SECONDS", 60, minimum=1)
 
 # Uploads: Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not cap files, so uploads are capped explicitly.

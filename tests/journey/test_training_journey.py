@@ -4,8 +4,12 @@ PostgreSQL). Each test runs in both modes (see conftest.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.live import watch
 
@@ -162,3 +166,26 @@ def test_exception_in_build_model_names_the_line(studio, client, cancer_task):
 
 def restore_default_code(client, cancer_task) -> None:
     client.patch(cancer_task["mltask"]["id"], architecture_code=cancer_task["mltask"]["architecture_code"])
+
+
+def test_runner_dies_with_its_worker_and_the_session_is_marked_lost(studio, client, cancer_task):
+    if studio.mode != "distributed":
+        pytest.skip("in embedded mode the worker is the web server itself")
+    mltask = cancer_task["mltask"]["id"]
+    client.patch(mltask, training={"epochs": 500, "batch_size": 32})
+    session = client.train(mltask)
+    deadline = time.time() + 120
+    while not runner_pids(studio.data_dir, session) and time.time() < deadline:
+        time.sleep(0.2)
+    (runner,) = runner_pids(studio.data_dir, session)
+    worker_child = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+    os.kill(worker_child, signal.SIGKILL)  # the Celery child supervising the session dies
+
+    deadline = time.time() + 15
+    while runner_pids(studio.data_dir, session) and time.time() < deadline:
+        time.sleep(0.2)
+    assert runner_pids(studio.data_dir, session) == [], "the runner outlived its worker"
+    done = client.wait(session, timeout=90)
+    assert done["status"] == "failed"
+    assert "Worker lost" in done["error"]["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from training_worker.recovery import fail_lost_sessions
+from training_worker.recovery import fail_lost_sessions, start_reaper
 
 
 class Command(BaseCommand):
@@ -25,6 +25,7 @@ class Command(BaseCommand):
             waiting = requeue_waiting_sessions()
             if lost or waiting:
                 self.stdout.write(f"Recovered: {lost} lost session(s) marked failed, {waiting} re-queued.")
+        start_reaper(settings.SESSION_LOST_AFTER_SECONDS)
         self.stdout.write(self.style.SUCCESS(f"DL Studio is serving at http://{host}:{port}/"))
         from daphne.cli import CommandLineInterface
 
