@@ -29,44 +29,41 @@ def _check(user, project_id: int, needed: Role) -> Role:
     return role
 
 
-def get_project_for(user, pk: int, role: Role = Role.VIEWER) -> Project:
-    project = Project.objects.filter(pk=pk).first()
-    if project is None:
+def _get_for(queryset, project_field: str, user, pk: int, role: Role):
+    obj = queryset.filter(pk=pk).first()
+    if obj is None:
         raise Http404("Not found")
-    _check(user, project.pk, role)
-    return project
+    project_id = obj.pk if project_field == "pk" else _follow(obj, project_field)
+    _check(user, project_id, role)
+    return obj
+
+
+def _follow(obj, path: str):
+    for attribute in path.split("__"):
+        obj = getattr(obj, attribute)
+    return obj
+
+
+def get_project_for(user, pk: int, role: Role = Role.VIEWER) -> Project:
+    return _get_for(Project.objects.all(), "pk", user, pk, role)
 
 
 def get_dataset_for(user, pk: int, role: Role = Role.VIEWER) -> Dataset:
-    dataset = Dataset.objects.select_related("project").filter(pk=pk).first()
-    if dataset is None:
-        raise Http404("Not found")
-    _check(user, dataset.project_id, role)
-    return dataset
+    return _get_for(Dataset.objects.select_related("project"), "project_id", user, pk, role)
 
 
 def get_analysis_for(user, pk: int, role: Role = Role.VIEWER) -> Analysis:
-    analysis = Analysis.objects.select_related("project", "dataset").filter(pk=pk).first()
-    if analysis is None:
-        raise Http404("Not found")
-    _check(user, analysis.project_id, role)
-    return analysis
+    return _get_for(Analysis.objects.select_related("project", "dataset"), "project_id", user, pk, role)
 
 
 def get_mltask_for(user, pk: int, role: Role = Role.VIEWER) -> MLTask:
-    mltask = MLTask.objects.select_related("analysis__project", "analysis__dataset").filter(pk=pk).first()
-    if mltask is None:
-        raise Http404("Not found")
-    _check(user, mltask.analysis.project_id, role)
-    return mltask
+    queryset = MLTask.objects.select_related("analysis__project", "analysis__dataset")
+    return _get_for(queryset, "analysis__project_id", user, pk, role)
 
 
 def get_session_for(user, pk: int, role: Role = Role.VIEWER) -> Session:
-    session = Session.objects.select_related("mltask__analysis__project").filter(pk=pk).first()
-    if session is None:
-        raise Http404("Not found")
-    _check(user, session.mltask.analysis.project_id, role)
-    return session
+    queryset = Session.objects.select_related("mltask__analysis__project")
+    return _get_for(queryset, "mltask__analysis__project_id", user, pk, role)
 
 
 def projects_of(user):

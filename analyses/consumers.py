@@ -22,25 +22,17 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
         try:
-            snapshot = await self._snapshot_for(user, session_id, subscribe=True)
+            await database_sync_to_async(get_session_for)(user, session_id)
         except (Http404, PermissionDenied):
-            await self.close(code=CLOSE_NOT_FOUND)  # refused before accept: handshake fails
+            await self.close(code=CLOSE_NOT_FOUND)  # refused before accept: the handshake fails
             return
-        await self.accept()
-        # Subscribed before reading the snapshot, so nothing falls between the two; the page
-        # de-duplicates epochs it already has.
-        await self.send_json({"type": "snapshot", **snapshot})
-
-    async def _snapshot_for(self, user, session_id: int, subscribe: bool) -> dict:
-        await database_sync_to_async(get_session_for)(user, session_id)
+        # Subscribe before reading the snapshot so nothing falls between the two; the page
+        # de-duplicates epochs it gets twice.
         self.group = live.group_name(session_id)
-        if subscribe:
-            await self.channel_layer.group_add(self.group, self.channel_name)
-        return await database_sync_to_async(self._load_snapshot)(user, session_id)
-
-    @staticmethod
-    def _load_snapshot(user, session_id: int) -> dict:
-        return session_detail(get_session_for(user, session_id))
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        snapshot = await database_sync_to_async(lambda: session_detail(get_session_for(user, session_id)))()
+        await self.accept()
+        await self.send_json({"type": "snapshot", **snapshot})
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "group", None):

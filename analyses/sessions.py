@@ -49,28 +49,28 @@ def finish_unstarted(session: Session, message: str) -> bool:
 
 
 def request_interrupt(session: Session) -> Session:
-    if session.is_final:
-        raise SessionStateError(f"Session {session.pk} already ended ({session.status}).")
-    if finish_unstarted(session, "Interrupted before training started: no model was trained."):
-        session.refresh_from_db()
-        return session
-    Session.objects.filter(pk=session.pk, interrupt_requested_at__isnull=True).update(
-        interrupt_requested_at=timezone.now()
+    """Stop at the end of the current batch and keep an evaluated model."""
+    return _request_stop(
+        session,
+        "interrupt_requested_at",
+        "stopping",
+        "Interrupted before training started: no model was trained.",
     )
-    live.publish(session.pk, {"type": "status", "status": session.status, "phase": "stopping"})
-    session.refresh_from_db()
-    return session
 
 
 def request_abort(session: Session) -> Session:
+    """Kill the runner; no model is kept."""
+    return _request_stop(session, "abort_requested_at", "aborting", "Aborted before training started.")
+
+
+def _request_stop(session: Session, request_field: str, phase: str, unstarted_message: str) -> Session:
+    """Record the request on the row; the supervisor polls it and acts (the row is the truth)."""
     if session.is_final:
         raise SessionStateError(f"Session {session.pk} already ended ({session.status}).")
-    if finish_unstarted(session, "Aborted before training started."):
-        session.refresh_from_db()
-        return session
-    Session.objects.filter(pk=session.pk, abort_requested_at__isnull=True).update(
-        abort_requested_at=timezone.now()
-    )
-    live.publish(session.pk, {"type": "status", "status": session.status, "phase": "aborting"})
+    if not finish_unstarted(session, unstarted_message):
+        Session.objects.filter(pk=session.pk, **{f"{request_field}__isnull": True}).update(
+            **{request_field: timezone.now()}
+        )
+        live.publish(session.pk, {"type": "status", "status": session.status, "phase": phase})
     session.refresh_from_db()
     return session
