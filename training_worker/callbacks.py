@@ -4,7 +4,8 @@ In this order, because each relies on the ones before it:
 
 1. :class:`MetricsCallback` writes ``Train X`` / ``Test X`` into Keras' ``logs`` at each epoch end,
    so any callback placed after it (the user's ``EarlyStopping(monitor="Test ROC AUC")``, the
-   History, our epoch event) sees them.
+   History, our epoch event) sees them. They are in the target's own units; Keras' ``loss`` next
+   to them is on what the model is fit on (a rescaled regression target, see preprocessing).
 2. :class:`InterruptCallback` stops training at the end of the current batch once the supervisor
    asked for it (Keras' TF trainer checks ``stop_training`` after every batch).
 3. :class:`ProgressCallback` emits throttled ``progress`` events.
@@ -26,6 +27,7 @@ from training_worker.metrics import CustomScore, compute_metrics, prefixed
 
 Emit = Callable[[dict[str, Any]], None]
 Inputs = np.ndarray | Mapping[str, np.ndarray]
+ToPredictions = Callable[[np.ndarray], np.ndarray]  # Preprocessing.output_to_predictions
 
 MAX_PROGRESS_PER_SECOND = 5
 
@@ -44,7 +46,11 @@ def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
 
 
 class MetricsCallback(keras.callbacks.Callback):
-    """Computes every metric on Train (a fixed sample) and Test at each epoch end, into ``logs``."""
+    """Computes every metric on Train (a fixed sample) and Test at each epoch end, into ``logs``.
+
+    ``train`` and ``test`` hold targets in their own units; ``to_predictions`` turns the model's
+    output into predictions in those units (undoing a regression target's rescaling).
+    """
 
     def __init__(
         self,
@@ -56,6 +62,7 @@ class MetricsCallback(keras.callbacks.Callback):
         train_metrics_sample: int = 10_000,
         seed: int = 1337,
         custom_score: CustomScore | None = None,
+        to_predictions: ToPredictions | None = None,
     ) -> None:
         super().__init__()
         self.prediction_type = prediction_type
@@ -66,6 +73,7 @@ class MetricsCallback(keras.callbacks.Callback):
         self.test = test
         self.batch_size = batch_size
         self.custom_score = custom_score
+        self.to_predictions = to_predictions
 
     def evaluate(self, model: keras.Model | None = None) -> dict[str, float | None]:
         """``Train X`` and ``Test X`` for the model as it is now (also used for the final metrics)."""
@@ -74,6 +82,8 @@ class MetricsCallback(keras.callbacks.Callback):
         for prefix, (inputs, y_true) in (("Train", self.train), ("Test", self.test)):
             # Inference never needs more memory than training did, so the training batch size is safe.
             output = model.predict(inputs, batch_size=self.batch_size, verbose=0)
+            if self.to_predictions is not None:
+                output = self.to_predictions(output)
             values |= prefixed(
                 prefix,
                 compute_metrics(self.prediction_type, y_true, output, self.n_classes, self.custom_score),
@@ -171,6 +181,7 @@ def base_callbacks(
     train_metrics_sample: int,
     seed: int,
     custom_score: CustomScore | None = None,
+    to_predictions: ToPredictions | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The runner's callbacks, in the order the module docstring explains."""
     return [
@@ -183,6 +194,7 @@ def base_callbacks(
             train_metrics_sample=train_metrics_sample,
             seed=seed,
             custom_score=custom_score,
+            to_predictions=to_predictions,
         ),
         InterruptCallback(interrupt),
         ProgressCallback(emit),

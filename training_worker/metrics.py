@@ -1,7 +1,8 @@
 """The evaluation metrics shown for every epoch and for the final model, per prediction type.
 
 Everything is computed with scikit-learn from the true targets (class indices, or values) and the
-model's raw output (probabilities, or values). Undefined values (a single class in the sample,
+model's output (probabilities, or values in the target's own units: a rescaled regression target
+is undone first, by ``Preprocessing.output_to_predictions``). Undefined values (a single class in the sample,
 RMSLE on values <= -1, a model that output NaN) are ``None``, never an exception: metrics are a
 view on training and must not stop it.
 
@@ -43,7 +44,7 @@ BINARY_THRESHOLD = 0.5
 COST_MATRIX = {"tp": 1.0, "tn": 0.0, "fp": -0.3, "fn": 0.0}
 LIFT_TOP_FRACTION = 0.4
 
-# (y_true, model output) -> a score; the model output is what metrics receive (probabilities or values).
+# (y_true, model output) -> a score; the output is what metrics receive (probabilities, or values).
 CustomScore = Callable[[np.ndarray, np.ndarray], float]
 
 
@@ -196,8 +197,15 @@ def cumulative_lift(
 
 
 def multiclass_roc_auc(y_true: np.ndarray, probabilities: np.ndarray, n_classes: int) -> float | None:
-    """One-vs-rest macro ROC AUC; with classes missing from the sample, over the classes present."""
+    """One-vs-rest macro ROC AUC; with classes missing from the sample, over the classes present.
+
+    Two classes (a softmax of 2 units): the ROC AUC of the positive column, as for binary; the
+    one-vs-rest AUCs of both columns are then the same number.
+    """
     present = [k for k in range(n_classes) if 0 < np.sum(y_true == k) < len(y_true)]
+    if n_classes == 2:
+        # sklearn reads a 2-class y_true as binary and refuses a (n, 2) score array.
+        return skm.roc_auc_score(y_true, probabilities[:, 1]) if present else None
     if len(present) == n_classes:
         return skm.roc_auc_score(
             y_true, probabilities, multi_class="ovr", average="macro", labels=list(range(n_classes))

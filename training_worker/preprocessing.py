@@ -13,6 +13,14 @@ Feature handling (the ``handling`` object of each feature in the job spec):
   own; unseen levels encode as all zeros).
 - text: TF-IDF with at most ``max_features`` terms (missing is the empty text).
 
+Regression target (``training.target_rescaling``): ``standard`` (the default) or ``none``. With
+``standard`` the model is fit on ``(y - mean) / scale``, both fitted on the train split: a raw
+target in the hundreds would otherwise need many epochs before the default network's small initial
+outputs reach it. :meth:`Preprocessing.output_to_predictions` maps model output back to the
+target's units, so metrics, predictions and later scoring never see the scaled values. Keras' own
+``loss`` (and metrics compiled into the model, such as ``mae``) are computed by Keras on what the
+model was fit on, so for a rescaled target they are in scaled units.
+
 This module must stay importable without TensorFlow.
 """
 
@@ -20,7 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -36,6 +44,8 @@ DEFAULT_INPUT = "main"
 MISSING_LEVEL = "(missing)"
 FEATURE_TYPES = ("numeric", "categorical", "text")
 PREDICTION_TYPES = ("regression", "binary", "multiclass")
+TARGET_RESCALINGS = ("standard", "none")
+DEFAULT_TARGET_RESCALING = "standard"
 
 
 class PreprocessingError(ValueError):
@@ -52,14 +62,49 @@ class FittedFeature:
     output_columns: list[str]
 
 
+@dataclass(frozen=True)
+class TargetScaling:
+    """A regression target's rescaling, fitted on the train split: the model learns ``(y - mean) / scale``."""
+
+    method: str  # one of TARGET_RESCALINGS; "none" keeps mean 0 and scale 1
+    mean: float = 0.0
+    scale: float = 1.0
+
+    @classmethod
+    def fit(cls, y: np.ndarray, method: str) -> TargetScaling:
+        _check_target_rescaling(method)
+        if method == "none":
+            return cls(method)
+        values = np.asarray(y, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise PreprocessingError("The regression target has infinite values; remove those rows.")
+        scale = float(np.std(values))
+        # A constant target: nothing to rescale, only to centre (as scikit-learn's StandardScaler does).
+        return cls(method, float(np.mean(values)), scale if scale > 0 else 1.0)
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        return ((np.asarray(y, dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
+
+    def inverse_transform(self, output: np.ndarray) -> np.ndarray:
+        return np.asarray(output, dtype=np.float64) * self.scale + self.mean
+
+
 @dataclass
 class Preprocessing:
-    """Fitted preprocessing: ``transform(frame)`` gives one float32 2-D array per model input."""
+    """Fitted preprocessing: ``transform(frame)`` gives one float32 2-D array per model input.
+
+    The target: ``encode_target`` gives it in its own units (class indices, or values), which the
+    metrics compare against; ``scale_target`` turns that into what ``model.fit`` receives, and
+    ``output_to_predictions`` turns the model's output back into the target's units. Keras' own
+    ``loss`` and compiled metrics therefore stay in scaled units for a rescaled regression target.
+    """
 
     prediction_type: str
     target: str
     classes: list[str] | None
     features: list[FittedFeature] = field(default_factory=list)
+    # Regression only; None for classification (and for objects saved before target rescaling existed).
+    target_scaling: TargetScaling | None = None
 
     @classmethod
     def fit(
@@ -69,8 +114,12 @@ class Preprocessing:
         target: str,
         prediction_type: str,
         classes: list[Any] | None = None,
+        target_rescaling: str | None = None,
     ) -> Preprocessing:
+        """Fit on the train split; ``target_rescaling`` (standard by default) only applies to regression."""
         _check_classes(prediction_type, classes)
+        rescaling = DEFAULT_TARGET_RESCALING if target_rescaling is None else target_rescaling
+        _check_target_rescaling(rescaling)  # for classification too: a typo is a typo
         inputs = [spec for spec in features if spec.get("role") == "input"]
         if not inputs:
             raise PreprocessingError(
@@ -90,6 +139,11 @@ class Preprocessing:
         )
         for spec in inputs:
             preprocessing.features.append(_fit_feature(frame[spec["name"]], spec))
+        if prediction_type == "regression":
+            if target not in frame.columns:
+                raise PreprocessingError(f"The target column {target!r} is not in the dataset.")
+            y = preprocessing.encode_target(frame[target])
+            preprocessing.target_scaling = TargetScaling.fit(y, rescaling)
         return preprocessing
 
     @property
@@ -144,12 +198,30 @@ class Preprocessing:
             )
         return np.asarray(codes, dtype=np.int64)
 
+    def scale_target(self, y: np.ndarray) -> np.ndarray:
+        """What ``model.fit`` receives for a target from ``encode_target``: rescaled for regression."""
+        if self.target_scaling is None:
+            return y
+        return self.target_scaling.transform(y)
+
+    def output_to_predictions(self, output: np.ndarray) -> np.ndarray:
+        """Raw model output to predictions in the target's units: the one place scoring calls.
+
+        Regression: values, shape ``(n,)``, the rescaling undone. Classification: the output as is
+        (the probabilities ``metrics.class_probabilities`` and ``predicted_classes`` read).
+        """
+        if self.classes is not None:
+            return np.asarray(output)
+        values = np.asarray(output, dtype=np.float64).reshape(len(output))
+        return values if self.target_scaling is None else self.target_scaling.inverse_transform(values)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready, human-readable account of what was fitted (saved as preprocessing.json)."""
         return {
             "target": self.target,
             "prediction_type": self.prediction_type,
             "classes": self.classes,
+            "target_rescaling": None if self.target_scaling is None else asdict(self.target_scaling),
             "input_shapes": {name: list(shape) for name, shape in self.input_shapes.items()},
             "features": [_describe_feature(feature) for feature in self.features],
         }
@@ -193,6 +265,13 @@ def _check_classes(prediction_type: str, classes: list[Any] | None) -> None:
         raise PreprocessingError(
             f"A {prediction_type} prediction needs {needed} target classes; the design lists {count} "
             f"({classes}). Choose the prediction type that matches the target's values."
+        )
+
+
+def _check_target_rescaling(method: str) -> None:
+    if method not in TARGET_RESCALINGS:
+        raise PreprocessingError(
+            f"Target rescaling {method!r} is unknown; use one of {TARGET_RESCALINGS} in the Training tab."
         )
 
 

@@ -15,6 +15,13 @@ The contract with the parent:
   evaluate, predict, save; then exactly one ``done`` event and exit code 0, whatever happened to
   the user's code. A failure of the platform itself still ends in a ``done`` (phase ``runner``).
 
+Regression targets are rescaled by default (``training.target_rescaling``, see preprocessing):
+the model is fit on the scaled target, and every metric, the final metrics and ``predictions.csv``
+are in the target's own units. Keras' ``loss`` in the epoch events stays on the scaled target.
+
+The platform's own import of TensorFlow runs with fd 2 pointed at a temporary file: its native
+start-up lines (absl, oneDNN) ignore every log setting and would look like the user's problem.
+
 Exit codes: 0 after a done event, 2 when the event pipe is missing, 3 when stdin closed early.
 """
 
@@ -25,6 +32,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,6 +46,7 @@ import pandas as pd
 from training_worker.events import EVENT_FD, EVENT_FD_VARIABLE, Status, clean_values, encode_event
 from training_worker.metrics import class_probabilities, predicted_classes
 from training_worker.preprocessing import (
+    TARGET_RESCALINGS,
     Preprocessing,
     PreprocessingError,
     drop_missing_target,
@@ -99,7 +108,10 @@ def watch_commands(commands: Any, interrupt: threading.Event, finishing: threadi
 
 @dataclass
 class Split:
-    """One side of the train/test split: model inputs, encoded target, and the original rows."""
+    """One side of the train/test split: model inputs, target in its own units, and the original rows.
+
+    ``y`` is what the metrics compare against; ``model.fit`` gets ``Preprocessing.scale_target(y)``.
+    """
 
     inputs: dict[str, np.ndarray]
     y: np.ndarray
@@ -194,11 +206,12 @@ class Runner:
                 batch_size=batch_size,
                 train_metrics_sample=int(self.job.get("train_metrics_sample", 10_000)),
                 seed=self.seed,
+                to_predictions=preprocessing.output_to_predictions,
             )
             if not self.interrupt.is_set():  # interrupted before training started: keep the model as built
                 model.fit(
                     train.model_inputs,
-                    train.y,
+                    preprocessing.scale_target(train.y),
                     epochs=epochs,
                     batch_size=batch_size,
                     callbacks=callbacks,
@@ -230,7 +243,12 @@ class Runner:
             frame, self.target, self.prediction_type, job.get("split") or {}
         )
         preprocessing = Preprocessing.fit(
-            train_frame, features, self.target, self.prediction_type, job.get("classes")
+            train_frame,
+            features,
+            self.target,
+            self.prediction_type,
+            job.get("classes"),
+            target_rescaling=_target_rescaling(job.get("training") or {}),
         )
         train, test = (
             Split(preprocessing.transform(part), preprocessing.encode_target(part[self.target]), part)
@@ -285,7 +303,7 @@ class Runner:
             {"row": test_frame.index.to_numpy(), "actual": test_frame[self.target].to_numpy()}
         )
         if prep.classes is None:
-            table["prediction"] = np.asarray(output, dtype=np.float64).reshape(len(table))
+            table["prediction"] = prep.output_to_predictions(output)  # in the target's units
         else:
             table["prediction"] = np.asarray(prep.classes, dtype=object)[
                 predicted_classes(self.prediction_type, output)
@@ -323,10 +341,55 @@ PHASE_FAILURES = {
 
 
 def _import_keras(seed: int) -> Any:
-    import keras
+    with native_stderr_silenced():
+        import keras
 
-    keras.utils.set_random_seed(seed)  # before anything random in the user's code
+        keras.utils.set_random_seed(seed)  # before anything random in the user's code
     return keras
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Point fd 2 at a temporary file for the block; if the block raises, replay what it wrote.
+
+    For the platform's import of TensorFlow only: its native libraries write start-up lines
+    ("All log messages before absl::InitializeLog() ...", "oneDNN custom operations are on ...")
+    straight to fd 2 before any log level applies, so only the descriptor itself can silence
+    them. Everything after the block (the user's prints and warnings) reaches stderr as usual.
+    """
+    try:
+        # In $TMPDIR, which the sandbox puts in the work dir; closed by the with below.
+        captured = tempfile.TemporaryFile()  # noqa: SIM115
+    except OSError:  # nowhere to capture: start-up noise beats not training at all
+        yield
+        return
+    _flush_stderr()
+    saved = os.dup(2)
+    with captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            _flush_stderr()  # Python-level writes made in the block belong to the captured file
+            os.dup2(saved, 2)  # inheritable again, for processes the user's code starts
+            os.close(saved)
+            if failed:  # the native messages of a failed import are what explains it
+                captured.seek(0)
+                with contextlib.suppress(OSError):  # never hide the block's own exception
+                    _write_all(2, captured.read())
+
+
+def _flush_stderr() -> None:
+    if sys.stderr is not None:
+        sys.stderr.flush()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _require_model(keras: Any, value: Any, function: Callable, fix: str) -> None:
@@ -344,6 +407,21 @@ def _first_line(function: Callable) -> int | None:
     """The line of the user's ``def``, for errors about what a function returned."""
     code = getattr(function, "__code__", None)
     return code.co_firstlineno if code is not None else None
+
+
+def _target_rescaling(training: dict[str, Any]) -> str | None:
+    """``training.target_rescaling``; None (absent) lets preprocessing apply its default."""
+    rescaling = training.get("target_rescaling")
+    if rescaling is not None and rescaling not in TARGET_RESCALINGS:
+        raise UserCodeError(
+            phase="preprocessing",
+            tab="training",
+            message=(
+                f"Target rescaling {rescaling!r} is unknown; choose one of {list(TARGET_RESCALINGS)} "
+                "in the Training tab."
+            ),
+        )
+    return rescaling
 
 
 def _training_settings(training: dict[str, Any]) -> tuple[int, int]:

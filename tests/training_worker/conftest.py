@@ -200,9 +200,20 @@ WRONG_OUTPUT_CODE = default_architecture_code("binary").replace(
     'Dense(1, activation="sigmoid"', 'Dense(3, activation="relu"'
 )
 
+# The default binary model, with the user writing to stdout and stderr: both must reach the logs,
+# while TensorFlow's start-up lines must not.
+USER_OUTPUT_BINARY_CODE = "import sys\nimport warnings\n\n" + default_architecture_code("binary").replace(
+    "    return keras.Model(",
+    '    print("user print from build_model")\n'
+    '    print("user stderr from build_model", file=sys.stderr)\n'
+    '    warnings.warn("user warning from build_model", stacklevel=1)\n'
+    "    return keras.Model(",
+    1,
+)
+
 # name -> (dataset, job overrides, on_event)
 SHARED_RUNS: dict[str, tuple[str, dict[str, Any], OnEvent | None]] = {
-    "binary": ("breast_cancer", {}, None),
+    "binary": ("breast_cancer", {"architecture_code": USER_OUTPUT_BINARY_CODE}, None),
     "interrupted": (
         "breast_cancer",
         {
@@ -213,7 +224,13 @@ SHARED_RUNS: dict[str, tuple[str, dict[str, Any], OnEvent | None]] = {
     ),
     "build_model_raises": ("breast_cancer", {"architecture_code": BUILD_MODEL_RAISES_CODE}, None),
     "wrong_output_layer": ("breast_cancer", {"architecture_code": WRONG_OUTPUT_CODE}, None),
-    "regression": ("diabetes", {"training": {"mode": "standard", "epochs": 2, "batch_size": 32}}, None),
+    # A new user's first regression: default code and training settings, target rescaling absent.
+    "regression": ("diabetes", {"training": {"mode": "standard", "epochs": 10, "batch_size": 32}}, None),
+    "regression_unscaled": (
+        "diabetes",
+        {"training": {"mode": "standard", "epochs": 1, "batch_size": 32, "target_rescaling": "none"}},
+        None,
+    ),
     "multiclass": ("iris", {"training": {"mode": "standard", "epochs": 2, "batch_size": 16}}, None),
 }
 

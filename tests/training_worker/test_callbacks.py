@@ -66,3 +66,21 @@ def test_train_sample_is_fixed_and_at_most_the_requested_size() -> None:
     first, second = sample_rows(1000, 100, seed=7), sample_rows(1000, 100, seed=7)
     assert len(first) == 100 and np.array_equal(first, second) and np.all(np.diff(first) > 0)
     assert np.array_equal(sample_rows(50, 100, seed=7), np.arange(50))
+
+
+def test_metrics_are_computed_on_predictions_in_the_targets_units() -> None:
+    from training_worker.callbacks import MetricsCallback
+
+    y = np.array([100.0, 200.0, 300.0])
+    scaled_output = ((y - 200) / 100).reshape(-1, 1)  # a perfect model of the rescaled target
+    model = SimpleNamespace(predict=lambda inputs, **_: scaled_output)
+    callback = MetricsCallback(
+        "regression",
+        1,
+        train=(np.zeros((3, 1)), y),
+        test=(np.zeros((3, 1)), y),
+        batch_size=2,
+        to_predictions=lambda output: output.reshape(-1) * 100 + 200,
+    )
+    values = callback.evaluate(model)
+    assert values["Test MAE"] == 0 and values["Train R2 Score"] == 1

@@ -137,3 +137,28 @@ def test_custom_score_hook_is_reported_only_when_given() -> None:
         custom_score=lambda y_true, output: float(np.mean(output[y_true == 1])),
     )
     assert values["Custom Score"] == pytest.approx(np.mean(BINARY_PROBABILITY[BINARY_TRUE == 1]))
+
+
+def test_multiclass_with_two_classes_reads_roc_auc_from_the_positive_column() -> None:
+    # A softmax of 2 units for a two-class target, chosen as multiclass by the user.
+    probabilities = np.column_stack([1 - BINARY_PROBABILITY, BINARY_PROBABILITY]).astype(np.float32)
+    values = compute_metrics("multiclass", BINARY_TRUE, probabilities, n_classes=2)
+    predicted = (BINARY_PROBABILITY >= 0.5).astype(int)
+    assert list(values) == metric_names("multiclass")
+    assert values["ROC AUC"] == pytest.approx(skm.roc_auc_score(BINARY_TRUE, BINARY_PROBABILITY))
+    assert values["Accuracy"] == pytest.approx(skm.accuracy_score(BINARY_TRUE, predicted))
+    assert values["Precision"] == pytest.approx(skm.precision_score(BINARY_TRUE, predicted, average="macro"))
+    assert values["Recall"] == pytest.approx(skm.recall_score(BINARY_TRUE, predicted, average="macro"))
+    assert values["F1 Score"] == pytest.approx(skm.f1_score(BINARY_TRUE, predicted, average="macro"))
+    assert values["Log Loss"] == pytest.approx(skm.log_loss(BINARY_TRUE, BINARY_PROBABILITY), rel=1e-5)
+    # The same scores as the binary prediction type where both define them.
+    binary = compute_metrics("binary", BINARY_TRUE, probabilities, n_classes=2)
+    assert values["ROC AUC"] == pytest.approx(binary["ROC AUC"])
+    assert values["Log Loss"] == pytest.approx(binary["Log Loss"], rel=1e-5)
+
+
+def test_multiclass_with_two_classes_and_one_class_in_the_sample() -> None:
+    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    values = compute_metrics("multiclass", np.zeros(3, dtype=int), probabilities, n_classes=2)
+    assert values["ROC AUC"] is None
+    assert values["Accuracy"] == pytest.approx(2 / 3)

@@ -140,3 +140,76 @@ def test_missing_target_column_and_no_inputs_are_explained() -> None:
         read_dataset(io.StringIO(CSV), FEATURES, "label", "binary")
     with pytest.raises(PreprocessingError, match="No feature has the role 'input'"):
         Preprocessing.fit(read(), [{**FEATURES[0], "role": "reject"}], "target", "binary", ["no", "yes"])
+
+
+REGRESSION_FEATURES = [{"name": "x", "role": "input", "type": "numeric", "handling": {}}]
+
+
+def regression_frame() -> pd.DataFrame:
+    return pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "target": [100.0, 200.0, 300.0, 400.0]})
+
+
+def test_regression_target_is_standardised_by_default_and_predictions_come_back_in_its_units() -> None:
+    frame = regression_frame()
+    preprocessing = Preprocessing.fit(frame, REGRESSION_FEATURES, "target", "regression")
+    y = preprocessing.encode_target(frame["target"])
+    np.testing.assert_array_equal(y, [100, 200, 300, 400])  # metrics compare against this
+    scaled = preprocessing.scale_target(y)
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, (y - 250) / np.std(y), rtol=1e-6)
+    assert scaled.mean() == pytest.approx(0, abs=1e-6) and scaled.std() == pytest.approx(1, rel=1e-6)
+    # A Dense(1) output, (n, 1) float32, back to (n,) values in the target's units.
+    output = scaled.reshape(-1, 1)
+    np.testing.assert_allclose(preprocessing.output_to_predictions(output), y, rtol=1e-6)
+    assert preprocessing.describe()["target_rescaling"] == {
+        "method": "standard",
+        "mean": 250.0,
+        "scale": pytest.approx(np.std([100, 200, 300, 400])),
+    }
+    clone = pickle.loads(pickle.dumps(preprocessing))  # saved with joblib: scoring undoes it the same way
+    np.testing.assert_allclose(clone.output_to_predictions(output), y, rtol=1e-6)
+
+
+def test_target_rescaling_is_fitted_on_the_rows_given_only() -> None:
+    train = regression_frame().iloc[:2]
+    preprocessing = Preprocessing.fit(train, REGRESSION_FEATURES, "target", "regression")
+    test_scaled = preprocessing.scale_target(preprocessing.encode_target(regression_frame()["target"]))
+    np.testing.assert_allclose(test_scaled, [-1, 1, 3, 5], rtol=1e-6)  # mean 150, scale 50 from train
+
+
+def test_target_rescaling_none_passes_model_output_through() -> None:
+    frame = regression_frame()
+    preprocessing = Preprocessing.fit(
+        frame, REGRESSION_FEATURES, "target", "regression", target_rescaling="none"
+    )
+    y = preprocessing.encode_target(frame["target"])
+    np.testing.assert_array_equal(preprocessing.scale_target(y), y)
+    output = np.array([[1.5], [2.5], [3.5], [4.5]], dtype=np.float32)
+    np.testing.assert_array_equal(preprocessing.output_to_predictions(output), [1.5, 2.5, 3.5, 4.5])
+    assert preprocessing.describe()["target_rescaling"] == {"method": "none", "mean": 0.0, "scale": 1.0}
+
+
+def test_constant_regression_target_is_centred_not_divided_by_zero() -> None:
+    frame = regression_frame().assign(target=7.0)
+    preprocessing = Preprocessing.fit(frame, REGRESSION_FEATURES, "target", "regression")
+    np.testing.assert_array_equal(preprocessing.scale_target(np.full(4, 7.0)), np.zeros(4))
+    np.testing.assert_array_equal(preprocessing.output_to_predictions(np.zeros((4, 1))), np.full(4, 7.0))
+
+
+def test_classification_target_is_not_rescaled_and_output_is_untouched() -> None:
+    # The design always sends target_rescaling; for classes it is accepted and ignored.
+    frame = drop_missing_target(read(), "target")
+    preprocessing = Preprocessing.fit(
+        frame, FEATURES, "target", "binary", ["no", "yes"], target_rescaling="standard"
+    )
+    y = preprocessing.encode_target(frame["target"])
+    assert preprocessing.target_scaling is None
+    assert preprocessing.describe()["target_rescaling"] is None
+    assert preprocessing.scale_target(y) is y
+    output = np.array([[0.2], [0.9]], dtype=np.float32)
+    assert preprocessing.output_to_predictions(output) is output
+
+
+def test_unknown_target_rescaling_is_refused() -> None:
+    with pytest.raises(PreprocessingError, match="Target rescaling 'log' is unknown"):
+        Preprocessing.fit(regression_frame(), REGRESSION_FEATURES, "target", "regression", None, "log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,15 @@ def test_binary_run_reports_every_metric_each_epoch(runs: Runs) -> None:
         assert event["seconds"] > 0 and "partial" not in event
     progress = run.of_type("progress")
     assert {"type": "progress", "epoch": 3, "batch": 15, "of": 15} in progress  # 455 train rows / 32
+
+
+def test_tensorflow_start_up_lines_are_silenced_but_user_output_is_not(runs: Runs) -> None:
+    logs = runs("binary").logs
+    assert "absl::InitializeLog" not in logs
+    assert "oneDNN custom operations" not in logs
+    assert "user print from build_model" in logs
+    assert "user stderr from build_model" in logs
+    assert "UserWarning: user warning from build_model" in logs
 
 
 def test_default_binary_model_reaches_test_roc_auc_095_in_three_epochs(runs: Runs) -> None:
@@ -150,6 +160,7 @@ def test_regression_and_multiclass_metrics(runs: Runs) -> None:
     assert regression.done["status"] == multiclass.done["status"] == "succeeded"
 
     values = regression.of_type("epoch")[-1]["values"]
+    assert len(regression.of_type("epoch")) == 10
     assert set(metric_columns("regression")) <= set(values)
     assert values["Test RMSE"] == pytest.approx(math.sqrt(values["Test MSE"]))
     assert 0 < values["Test MAE"] <= values["Test RMSE"]
@@ -172,6 +183,91 @@ def test_regression_and_multiclass_metrics(runs: Runs) -> None:
     assert skm.accuracy_score(table["actual"], table["prediction"]) == pytest.approx(
         multiclass.done["final_metrics"]["Test Accuracy"]
     )
+
+
+def test_default_regression_learns_in_target_units_thanks_to_target_rescaling(runs: Runs) -> None:
+    run = runs("regression")
+    epochs = [event["values"] for event in run.of_type("epoch")]
+    # Unscaled (diabetes' target is 25-346), the same run's Test R2 is negative for 8 epochs and
+    # ends near 0.18; rescaled it is ~0.45 after one epoch and ~0.5 after ten, whatever the seed.
+    assert all(values["Test R2 Score"] > 0 for values in epochs)
+    assert run.done["final_metrics"]["Test R2 Score"] > 0.4
+    # Metrics are in the target's units; Keras' loss is the MSE of the scaled target.
+    assert epochs[-1]["Test MAE"] > 20 and epochs[-1]["loss"] < 2
+
+    prep = json.loads((run.workdir / "output" / "preprocessing.json").read_text())["target_rescaling"]
+    dataset = pd.read_csv(run.workdir / "dataset.csv")
+    table = pd.read_csv(run.workdir / "output" / "predictions.csv")
+    train_target = dataset.drop(index=table["row"])["target"]  # fitted on the train split only
+    assert prep["method"] == "standard"
+    assert prep["mean"] == pytest.approx(train_target.mean(), rel=1e-6)
+    assert prep["scale"] == pytest.approx(train_target.std(ddof=0), rel=1e-6)
+
+    raw = saved_model_output(run, dataset.loc[table["row"]])
+    np.testing.assert_allclose(table["prediction"], raw * prep["scale"] + prep["mean"], rtol=1e-4)
+    preprocessing = joblib.load(run.workdir / "output" / "preprocessing.joblib")
+    np.testing.assert_allclose(preprocessing.output_to_predictions(raw), table["prediction"], rtol=1e-6)
+    assert skm.r2_score(table["actual"], table["prediction"]) == pytest.approx(
+        run.done["final_metrics"]["Test R2 Score"], rel=1e-6
+    )
+
+
+def test_target_rescaling_none_leaves_predictions_as_the_model_outputs_them(runs: Runs) -> None:
+    run = runs("regression_unscaled")
+    assert run.done["status"] == "succeeded"
+    prep = json.loads((run.workdir / "output" / "preprocessing.json").read_text())["target_rescaling"]
+    assert prep == {"method": "none", "mean": 0.0, "scale": 1.0}
+    dataset = pd.read_csv(run.workdir / "dataset.csv")
+    table = pd.read_csv(run.workdir / "output" / "predictions.csv")
+    np.testing.assert_allclose(
+        table["prediction"], saved_model_output(run, dataset.loc[table["row"]]), rtol=1e-5
+    )
+    # One epoch on the raw target: the model's outputs are still near 0, far below every target.
+    assert table["prediction"].max() < table["actual"].min()
+    assert skm.mean_absolute_error(table["actual"], table["prediction"]) == pytest.approx(
+        run.done["final_metrics"]["Test MAE"], rel=1e-6
+    )
+
+
+def test_classification_has_no_target_rescaling(runs: Runs) -> None:
+    for name in ("binary", "multiclass"):
+        description = json.loads((runs(name).workdir / "output" / "preprocessing.json").read_text())
+        assert description["target_rescaling"] is None
+
+
+def saved_model_output(run: Any, rows: pd.DataFrame) -> np.ndarray:
+    """The saved model's raw output (shape (n,)) on ``rows``, through the saved preprocessing."""
+    import keras
+
+    preprocessing = joblib.load(run.workdir / "output" / "preprocessing.joblib")
+    model = keras.saving.load_model(run.workdir / "output" / "model.keras")
+    return model.predict(preprocessing.transform(rows)["main"], verbose=0).reshape(len(rows))
+
+
+def test_stderr_silencing_replays_what_a_failed_block_wrote(capfd: pytest.CaptureFixture[str]) -> None:
+    from training_worker.runner import native_stderr_silenced
+
+    with native_stderr_silenced():
+        os.write(2, b"native start-up noise\n")
+    os.write(2, b"after the block\n")
+    with pytest.raises(ImportError), native_stderr_silenced():
+        os.write(2, b"libfoo.so: cannot open shared object file\n")
+        raise ImportError("no foo")
+    err = capfd.readouterr().err
+    assert "native start-up noise" not in err
+    assert err == "after the block\nlibfoo.so: cannot open shared object file\n"
+
+
+def test_unknown_target_rescaling_points_at_the_training_tab() -> None:
+    from training_worker.runner import _target_rescaling
+    from training_worker.usercode import UserCodeError
+
+    assert _target_rescaling({}) is None
+    assert _target_rescaling({"target_rescaling": "none"}) == "none"
+    with pytest.raises(UserCodeError) as caught:
+        _target_rescaling({"target_rescaling": "minmax"})
+    assert (caught.value.phase, caught.value.tab) == ("preprocessing", "training")
+    assert "'minmax' is unknown" in caught.value.message
 
 
 def test_runner_exits_when_parent_closes_stdin(spawn_runner: Callable[[str], Any]) -> None:
