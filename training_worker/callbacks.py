@@ -45,6 +45,19 @@ def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
 
 
+PREDICT_BATCH_BYTES = 32 * 2**20
+MAX_PREDICT_BATCH = 8192
+
+
+def predict_batch_size(inputs: Inputs, training_batch_size: int) -> int:
+    """Rows per predict step for the metric passes: the training batch size at least, more when rows
+    are small. Per-step overhead dominates predict on small tabular rows (a 1.5x epoch with the
+    training batch size), while the input of one step stays within PREDICT_BATCH_BYTES."""
+    arrays = inputs.values() if isinstance(inputs, Mapping) else [inputs]
+    row_bytes = sum(int(np.prod(a.shape[1:], dtype=np.int64)) * a.dtype.itemsize for a in arrays) or 1
+    return max(training_batch_size, min(MAX_PREDICT_BATCH, PREDICT_BATCH_BYTES // row_bytes))
+
+
 class MetricsCallback(keras.callbacks.Callback):
     """Computes every metric on Train (a fixed sample) and Test at each epoch end, into ``logs``.
 
@@ -71,7 +84,7 @@ class MetricsCallback(keras.callbacks.Callback):
         rows = sample_rows(len(train_y), train_metrics_sample, seed)
         self.train = (take_rows(train_inputs, rows), train_y[rows])
         self.test = test
-        self.batch_size = batch_size
+        self.batch_size = predict_batch_size(test[0], batch_size)
         self.custom_score = custom_score
         self.to_predictions = to_predictions
 
@@ -80,7 +93,6 @@ class MetricsCallback(keras.callbacks.Callback):
         model = model or self.model
         values: dict[str, float | None] = {}
         for prefix, (inputs, y_true) in (("Train", self.train), ("Test", self.test)):
-            # Inference never needs more memory than training did, so the training batch size is safe.
             output = model.predict(inputs, batch_size=self.batch_size, verbose=0)
             if self.to_predictions is not None:
                 output = self.to_predictions(output)
