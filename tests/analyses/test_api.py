@@ -276,3 +276,25 @@ def test_openapi_schema_documents_the_contract(client):
         "/api/sessions/{session_id}/interrupt/",
     ):
         assert path in schema["paths"]
+
+
+def test_only_staff_create_accounts(clients, users, django_user_model):
+    body = {"username": "newcomer", "password": "a-Long-passw0rd"}
+    assert clients["owner"].post("/api/users/", body, content_type="application/json").status_code == 403
+    users["owner"].is_staff = True
+    users["owner"].save()
+    created = clients["owner"].post("/api/users/", body, content_type="application/json")
+    assert created.status_code == 201 and created.json()["username"] == "newcomer"
+    again = clients["owner"].post("/api/users/", body, content_type="application/json")
+    assert again.status_code == 409
+    weak = clients["owner"].post(
+        "/api/users/", {"username": "weak", "password": "123"}, content_type="application/json"
+    )
+    assert weak.status_code == 400 and "too short" in weak.json()["error"]
+    assert django_user_model.objects.filter(username="weak").count() == 0
+
+
+def test_unknown_api_path_answers_json_404(client):
+    response = client.get("/api/nothing-here/")
+    assert response.status_code == 404
+    assert "No API endpoint" in response.json()["error"]
