@@ -103,16 +103,64 @@ def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
             raise DesignError(
                 f"features: input name {input_name!r} must be a Python identifier such as main."
             )
+        entry = {**entry, "handling": clean_handling(entry["name"], entry["type"], entry.get("handling"))}
         cleaned.append(
             {
                 **entry,
                 "role": entry.get("role", "input"),
                 "input": input_name,
-                "handling": entry.get("handling") or default_feature_handling(entry["type"]),
+                "handling": clean_handling(entry["name"], entry["type"], entry.get("handling")),
             }
         )
     if not any(f["role"] == "input" for f in cleaned):
         raise DesignError("features: at least one column must have role input.")
+    return cleaned
+
+
+# Accepted handling options per feature type: option -> allowed values, or (low, high) for numbers.
+HANDLING_OPTIONS: dict[str, dict[str, tuple]] = {
+    "numeric": {
+        "rescaling": ("standard", "minmax", "none"),
+        "missing": ("mean", "median", "constant"),
+        "missing_value": (-1e300, 1e300),
+    },
+    "categorical": {"encoding": ("dummy",), "max_levels": (1, 10_000)},
+    "text": {"encoding": ("tfidf",), "max_features": (1, 100_000)},
+}
+
+
+def clean_handling(name: str, feature_type: str, handling: Any) -> dict:
+    """The type's defaults, overridden by the given options, each checked against what is accepted."""
+    if handling is not None and not isinstance(handling, dict):
+        raise DesignError(f"features: handling of {name!r} must be an object.")
+    cleaned = default_feature_handling(feature_type)
+    options = HANDLING_OPTIONS[feature_type]
+    for option, value in (handling or {}).items():
+        if option not in options:
+            accepted = ", ".join(options)
+            raise DesignError(
+                f"features: {feature_type} handling of {name!r} has no option {option!r}; "
+                f"options are {accepted}."
+            )
+        allowed = options[option]
+        if isinstance(allowed[0], str):
+            if value not in allowed:
+                raise DesignError(
+                    f"features: {option} of {name!r} must be one of {', '.join(allowed)}; got {value!r}."
+                )
+        else:
+            low, high = allowed
+            number_type = float if isinstance(low, float) else int
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not low <= value <= high
+                or (number_type is int and value != int(value))
+            ):
+                kind = "a number" if number_type is float else f"a whole number from {low} to {high}"
+                raise DesignError(f"features: {option} of {name!r} must be {kind}; got {value!r}.")
+            value = number_type(value)
+        cleaned[option] = value
     return cleaned
 
 

@@ -19,8 +19,10 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
 from analyses import access
+from analyses.design import FEATURE_TYPES
 from analyses.models import ROLE_RANK, Membership, MLTask, PredictionType, Project, Role, Session
 from analyses.serializers import mltask_json, session_detail, session_summary
+from training_worker.defaults import default_feature_handling
 
 Crumbs = list[tuple[str, str]]
 
@@ -176,6 +178,7 @@ def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpRe
             "project": project.pk,
             "mltask": mltask_json(mltask),
             "can_edit": context["can_edit"],
+            "feature_defaults": {kind: default_feature_handling(kind) for kind in FEATURE_TYPES},
             # Train navigates to <sessions_base><id>/ as soon as the session exists.
             "sessions_base": reverse("project", args=[project.pk]) + "sessions/",
         },

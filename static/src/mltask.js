@@ -3,6 +3,7 @@
 import { ApiError, patchJSON, postJSON } from "./lib/api.js";
 import { $, busy, clearMessage, pageData, showMessage } from "./lib/dom.js";
 import { clearMarks, createCodeEditor, getText, markLine, setText } from "./lib/editor.js";
+import { createFeaturesEditor } from "./lib/features.js";
 
 const data = pageData();
 const canEdit = data.can_edit;
@@ -30,6 +31,7 @@ function fromServer(mltask) {
     code: mltask.architecture_code,
     epochs: String(mltask.training?.epochs ?? ""),
     batchSize: String(mltask.training?.batch_size ?? ""),
+    features: JSON.stringify(mltask.features ?? []),
   };
 }
 
@@ -46,18 +48,26 @@ const editor = createCodeEditor($("#architecture-editor"), {
   },
 });
 
+const featuresEditor = createFeaturesEditor($("#features-table tbody"), {
+  features: data.mltask.features ?? [],
+  defaults: data.feature_defaults,
+  readOnly: !canEdit,
+  onChange: () => refreshDirty(),
+});
+
 function current() {
   return {
     predictionType: fields.predictionType.value,
     code: getText(editor),
     epochs: fields.epochs.value.trim(),
     batchSize: fields.batchSize.value.trim(),
+    features: JSON.stringify(featuresEditor.get()),
   };
 }
 
 function isDirty() {
   const now = current();
-  return ["predictionType", "code", "epochs", "batchSize"].some((key) => now[key] !== saved[key]);
+  return ["predictionType", "code", "epochs", "batchSize", "features"].some((key) => now[key] !== saved[key]);
 }
 
 function refreshDirty() {
@@ -78,6 +88,7 @@ function loadIntoForm(mltask) {
   fields.predictionType.value = saved.predictionType;
   fields.epochs.value = saved.epochs;
   fields.batchSize.value = saved.batchSize;
+  featuresEditor.set(JSON.parse(saved.features));
   if (getText(editor) !== saved.code) setText(editor, saved.code);
   showRevision();
   refreshDirty();
@@ -93,6 +104,7 @@ async function save() {
   };
   // Unchanged code is left out, so untouched default code can follow a new prediction type.
   if (sent.code !== saved.code) payload.architecture_code = sent.code;
+  if (sent.features !== saved.features) payload.features = JSON.parse(sent.features);
   clearMessage();
   try {
     const mltask = await patchJSON(mltaskUrl, payload);
@@ -102,6 +114,7 @@ async function save() {
     fields.predictionType.value = saved.predictionType;
     // The server may rewrite default code for a new type; text typed during the save stays.
     if (!typedSince && getText(editor) !== saved.code) setText(editor, saved.code);
+    if (current().features === sent.features) featuresEditor.set(JSON.parse(saved.features));
     showRevision();
     refreshDirty();
     showMessage(`Saved — version ${saved.version}.`, "ok");

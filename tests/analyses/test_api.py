@@ -298,3 +298,39 @@ def test_unknown_api_path_answers_json_404(client):
     response = client.get("/api/nothing-here/")
     assert response.status_code == 404
     assert "No API endpoint" in response.json()["error"]
+
+
+def test_feature_handling_can_be_edited_and_bad_options_are_named(project, dataset, clients):
+    mltask = create_mltask(clients["owner"], project, dataset).json()
+    features = mltask["features"]
+    by_name = {f["name"]: f for f in features}
+    by_name["sepal_length"]["handling"] = {"rescaling": "minmax", "missing": "constant", "missing_value": -1}
+    by_name["sepal_width"]["input"] = "wide"
+    by_name["note"]["role"] = "reject"
+    url = f"/api/mltasks/{mltask['id']}/"
+    saved = clients["owner"].patch(
+        url, {"version": mltask["version"], "features": features}, content_type="application/json"
+    )
+    assert saved.status_code == 200, saved.json()
+    kept = {f["name"]: f for f in saved.json()["features"]}
+    assert kept["sepal_length"]["handling"] == {
+        "rescaling": "minmax",
+        "missing": "constant",
+        "missing_value": -1.0,
+    }
+    assert kept["sepal_width"]["input"] == "wide" and kept["note"]["role"] == "reject"
+
+    by_name["sepal_length"]["handling"] = {"rescaling": "log"}
+    refused = clients["owner"].patch(
+        url, {"version": saved.json()["version"], "features": features}, content_type="application/json"
+    )
+    assert refused.status_code == 400
+    assert "rescaling of 'sepal_length' must be one of standard, minmax, none" in refused.json()["error"]
+    by_name["sepal_length"]["handling"] = {}
+    by_name["note"]["handling"] = {"max_levels": 0}
+    by_name["note"]["role"] = "input"
+    refused = clients["owner"].patch(
+        url, {"version": saved.json()["version"], "features": features}, content_type="application/json"
+    )
+    assert "max_levels of 'note' must be a whole number from 1 to 10000" in refused.json()["error"]
+    assert MLTask.objects.get(pk=mltask["id"]).version == saved.json()["version"]

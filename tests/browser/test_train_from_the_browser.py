@@ -54,3 +54,36 @@ def test_edit_train_watch_and_interrupt(studio, page):
     assert 2 <= session["epochs_done"] < 300
     snapshot = client.call("GET", f"/api/mltasks/{mltask['id']}/")
     assert "Dense(48" in snapshot["architecture_code"] and snapshot["training"]["epochs"] == 300
+
+
+def test_feature_handling_is_edited_in_the_features_table(studio, page):
+    client = Client(studio.base)
+    project = client.call("POST", "/api/projects/", json={"name": "features"})["id"]
+    dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
+    mltask = client.mltask(project, dataset["id"], "target")
+
+    page.goto(f"{studio.base}/accounts/login/?next=/projects/{project}/mltasks/{mltask['id']}/")
+    page.fill("#id_username", ADMIN)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login")
+    row = page.locator('#features-table tr[data-feature="mean radius"]')
+    row.get_by_label("mean radius role").select_option("reject")
+    other = page.locator('#features-table tr[data-feature="mean texture"]')
+    other.get_by_label("mean texture rescaling").select_option("minmax")
+    other.get_by_label("mean texture missing").select_option("constant")
+    other.get_by_label("mean texture missing value").fill("-1")
+    other.get_by_label("mean texture missing value").dispatch_event("change")
+    other.get_by_label("mean texture input name").fill("texture")
+    assert "texture" in page.locator("#inputs-summary").inner_text()
+    page.click("#save")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('Saved')")
+
+    features = {f["name"]: f for f in client.call("GET", f"/api/mltasks/{mltask['id']}/")["features"]}
+    assert features["mean radius"]["role"] == "reject"
+    assert features["mean texture"]["handling"] == {
+        "rescaling": "minmax",
+        "missing": "constant",
+        "missing_value": -1.0,
+    }
+    assert features["mean texture"]["input"] == "texture"
+    page.screenshot(path=str(ARTIFACTS / "browser-features-edited.png"), full_page=True)
