@@ -13,7 +13,10 @@ const fields = {
   predictionType: $("#prediction-type"),
   epochs: $("#epochs"),
   batchSize: $("#batch-size"),
+  splitRatio: $("#split-ratio"),
+  splitSeed: $("#split-seed"),
 };
+const stratify = $("#split-stratify"); // absent for regression
 const saveButton = $("#save");
 const trainButton = $("#train");
 
@@ -32,6 +35,9 @@ function fromServer(mltask) {
     epochs: String(mltask.training?.epochs ?? ""),
     batchSize: String(mltask.training?.batch_size ?? ""),
     features: JSON.stringify(mltask.features ?? []),
+    splitRatio: String(mltask.split?.train_ratio ?? ""),
+    splitSeed: String(mltask.split?.seed ?? ""),
+    stratify: Boolean(mltask.split?.stratify),
   };
 }
 
@@ -62,12 +68,19 @@ function current() {
     epochs: fields.epochs.value.trim(),
     batchSize: fields.batchSize.value.trim(),
     features: JSON.stringify(featuresEditor.get()),
+    splitRatio: fields.splitRatio.value.trim(),
+    splitSeed: fields.splitSeed.value.trim(),
+    stratify: stratify ? stratify.checked : saved.stratify,
   };
 }
 
+const SPLIT_KEYS = ["splitRatio", "splitSeed", "stratify"];
+
 function isDirty() {
   const now = current();
-  return ["predictionType", "code", "epochs", "batchSize", "features"].some((key) => now[key] !== saved[key]);
+  return ["predictionType", "code", "epochs", "batchSize", "features", ...SPLIT_KEYS].some(
+    (key) => now[key] !== saved[key],
+  );
 }
 
 function refreshDirty() {
@@ -89,6 +102,9 @@ function loadIntoForm(mltask) {
   fields.epochs.value = saved.epochs;
   fields.batchSize.value = saved.batchSize;
   featuresEditor.set(JSON.parse(saved.features));
+  fields.splitRatio.value = saved.splitRatio;
+  fields.splitSeed.value = saved.splitSeed;
+  if (stratify) stratify.checked = saved.stratify;
   if (getText(editor) !== saved.code) setText(editor, saved.code);
   showRevision();
   refreshDirty();
@@ -105,6 +121,14 @@ async function save() {
   // Unchanged code is left out, so untouched default code can follow a new prediction type.
   if (sent.code !== saved.code) payload.architecture_code = sent.code;
   if (sent.features !== saved.features) payload.features = JSON.parse(sent.features);
+  if (SPLIT_KEYS.some((key) => sent[key] !== saved[key])) {
+    const ratio = Number(sent.splitRatio);
+    payload.split = {
+      train_ratio: sent.splitRatio === "" || Number.isNaN(ratio) ? sent.splitRatio : ratio,
+      seed: asInteger(sent.splitSeed),
+      stratify: sent.stratify,
+    };
+  }
   clearMessage();
   try {
     const mltask = await patchJSON(mltaskUrl, payload);
@@ -172,6 +196,7 @@ function markLineFromUrl() {
 
 if (canEdit) {
   for (const input of Object.values(fields)) input.addEventListener("input", refreshDirty);
+  stratify?.addEventListener("change", refreshDirty);
   saveButton.addEventListener("click", () => busy(saveButton, save));
   trainButton.addEventListener("click", () => busy(trainButton, train));
   $("#keep-mine").addEventListener("click", keepMine);

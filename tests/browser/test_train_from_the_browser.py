@@ -56,7 +56,7 @@ def test_edit_train_watch_and_interrupt(studio, page):
     assert "Dense(48" in snapshot["architecture_code"] and snapshot["training"]["epochs"] == 300
 
 
-def test_feature_handling_is_edited_in_the_features_table(studio, page):
+def test_features_and_split_are_edited_on_the_design_page(studio, page):
     client = Client(studio.base)
     project = client.call("POST", "/api/projects/", json={"name": "features"})["id"]
     dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
@@ -75,10 +75,14 @@ def test_feature_handling_is_edited_in_the_features_table(studio, page):
     other.get_by_label("mean texture missing value").dispatch_event("change")
     other.get_by_label("mean texture input name").fill("texture")
     assert "texture" in page.locator("#inputs-summary").inner_text()
+    page.fill("#split-ratio", "0.7")
+    page.uncheck("#split-stratify")
     page.click("#save")
     page.wait_for_function("document.querySelector('#message').textContent.includes('Saved')")
 
-    features = {f["name"]: f for f in client.call("GET", f"/api/mltasks/{mltask['id']}/")["features"]}
+    saved = client.call("GET", f"/api/mltasks/{mltask['id']}/")
+    assert saved["split"] == {"train_ratio": 0.7, "seed": 1337, "stratify": False}
+    features = {f["name"]: f for f in saved["features"]}
     assert features["mean radius"]["role"] == "reject"
     assert features["mean texture"]["handling"] == {
         "rescaling": "minmax",
