@@ -9,11 +9,16 @@ from tests.browser.conftest import ARTIFACTS
 from tests.live import ADMIN, PASSWORD, Client, breast_cancer_csv
 
 
-def test_edit_train_watch_and_interrupt(studio, page):
+def cancer_mltask(studio) -> tuple[Client, int, dict]:
+    """A project holding the breast-cancer CSV and a default ML task, made through the API."""
     client = Client(studio.base)
     project = client.call("POST", "/api/projects/", json={"name": "browser"})["id"]
     dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
-    mltask = client.mltask(project, dataset["id"], "target")
+    return client, project, client.mltask(project, dataset["id"], "target")
+
+
+def test_edit_train_watch_and_interrupt(studio, page):
+    client, project, mltask = cancer_mltask(studio)
 
     page.goto(f"{studio.base}/projects/{project}/mltasks/{mltask['id']}/")
     assert "/accounts/login/" in page.url  # not logged in yet: sent to the login page
@@ -57,10 +62,7 @@ def test_edit_train_watch_and_interrupt(studio, page):
 
 
 def test_features_and_split_are_edited_on_the_design_page(studio, page):
-    client = Client(studio.base)
-    project = client.call("POST", "/api/projects/", json={"name": "features"})["id"]
-    dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
-    mltask = client.mltask(project, dataset["id"], "target")
+    client, project, mltask = cancer_mltask(studio)
 
     page.goto(f"{studio.base}/accounts/login/?next=/projects/{project}/mltasks/{mltask['id']}/")
     page.fill("#id_username", ADMIN)

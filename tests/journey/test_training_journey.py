@@ -41,6 +41,18 @@ def runner_pids(data_dir: Path, session_id: int) -> list[int]:
     return pids
 
 
+def start_long_session(studio, client, cancer_task) -> int:
+    """A 500-epoch session whose runner process is up."""
+    mltask = cancer_task["mltask"]["id"]
+    client.patch(mltask, training={"epochs": 500, "batch_size": 32})
+    session = client.train(mltask)
+    deadline = time.time() + 120
+    while not runner_pids(studio.data_dir, session) and time.time() < deadline:
+        time.sleep(0.2)
+    assert runner_pids(studio.data_dir, session), "the runner never started"
+    return session
+
+
 def test_upload_reports_schema_and_guesses_binary(cancer_task):
     dataset = cancer_task["dataset"]
     assert dataset["rows"] == 569
@@ -108,13 +120,7 @@ def test_interrupt_stops_early_and_keeps_an_evaluated_model(studio, client, canc
 
 
 def test_abort_kills_the_runner_and_keeps_no_model(studio, client, cancer_task):
-    mltask = cancer_task["mltask"]["id"]
-    client.patch(mltask, training={"epochs": 500, "batch_size": 32})
-    session = client.train(mltask)
-    deadline = time.time() + 120
-    while not runner_pids(studio.data_dir, session) and time.time() < deadline:
-        time.sleep(0.2)
-    assert runner_pids(studio.data_dir, session), "the runner never started"
+    session = start_long_session(studio, client, cancer_task)
 
     client.call("POST", f"/api/sessions/{session}/abort/")
     done = client.wait(session, timeout=60)
@@ -171,12 +177,7 @@ def restore_default_code(client, cancer_task) -> None:
 def test_runner_dies_with_its_worker_and_the_session_is_marked_lost(studio, client, cancer_task):
     if studio.mode != "distributed":
         pytest.skip("in embedded mode the worker is the web server itself")
-    mltask = cancer_task["mltask"]["id"]
-    client.patch(mltask, training={"epochs": 500, "batch_size": 32})
-    session = client.train(mltask)
-    deadline = time.time() + 120
-    while not runner_pids(studio.data_dir, session) and time.time() < deadline:
-        time.sleep(0.2)
+    session = start_long_session(studio, client, cancer_task)
     (runner,) = runner_pids(studio.data_dir, session)
     worker_child = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
