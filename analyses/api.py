@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
@@ -20,7 +20,15 @@ from ninja.files import UploadedFile
 from ninja.security import APIKeyHeader, SessionAuth
 
 from analyses import access, health
-from analyses.datasets import DatasetError, guess_prediction_type, read_csv, store_dataset, target_classes
+from analyses.datasets import (
+    DatasetError,
+    guess_prediction_type,
+    override_types,
+    read_rows,
+    read_target,
+    store_dataset,
+    target_labels,
+)
 from analyses.design import (
     DesignError,
     clean_features,
@@ -250,7 +258,7 @@ def upload_dataset(request, project_id: int, file: UploadedFile = FileParam(None
             413, f"The file is larger than the {settings.MAX_UPLOAD_BYTES // 2**20} MB upload limit."
         )
     if file is None:
-        raise HttpError(400, "Send the CSV as the multipart field `file`.")
+        raise HttpError(400, "Send the CSV or Parquet file as the multipart field `file`.")
     filename = Path(file.name or "upload.csv").name
     path = Path(file.temporary_file_path())
     dataset = store_dataset(project, path, filename, name, request.user, file.size)
@@ -262,29 +270,32 @@ def get_dataset(request, dataset_id: int):
     return dataset_json(access.get_dataset_for(request.user, dataset_id))
 
 
+class ColumnType(Schema):
+    name: str
+    type: Literal["numeric", "categorical", "text", "date"]
+
+
+class DatasetEdit(Schema):
+    columns: list[ColumnType]
+
+
+@api.patch("/datasets/{dataset_id}/", tags=["datasets"])
+def edit_dataset(request, dataset_id: int, payload: DatasetEdit):
+    """Override column types; the inferred one stays in `inferred_type`, so an override can be undone."""
+    dataset = access.get_dataset_for(request.user, dataset_id, Role.EDITOR)
+    with transaction.atomic():
+        dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        override_types(dataset, [(c.name, c.type) for c in payload.columns])
+    return dataset_json(dataset)
+
+
 @api.get("/datasets/{dataset_id}/rows/", tags=["datasets"])
 def get_rows(request, dataset_id: int, offset: int = 0, limit: int = 100):
     dataset = access.get_dataset_for(request.user, dataset_id)
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise HttpError(400, f"offset must be ≥ 0 and limit between 1 and {MAX_PAGE}.")
-    import pandas as pd
-
-    frame = pd.read_csv(
-        dataset.file.path,
-        skiprows=range(1, offset + 1),
-        nrows=limit,
-        encoding="utf-8-sig",
-        encoding_errors="replace",
-        dtype=str,
-        keep_default_na=False,
-    )
-    return {
-        "offset": offset,
-        "limit": limit,
-        "total": dataset.rows,
-        "columns": list(frame.columns),
-        "rows": frame.to_numpy().tolist(),
-    }
+    columns, rows = read_rows(dataset, offset, limit)
+    return {"offset": offset, "limit": limit, "total": dataset.rows, "columns": columns, "rows": rows}
 
 
 # ---------------------------------------------------------------- analyses and ML tasks
@@ -328,7 +339,7 @@ class NewMLTask(Schema):
 
 def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str] | None:
     """The target's labels, checked against the prediction type with a message that says the fix."""
-    series = read_csv(dataset.file.path, usecols=[target])[target]
+    series = read_target(dataset, target)
     if series.notna().sum() == 0:
         raise DesignError(f"Target {target!r} has no values.")
     if prediction_type == "regression":
@@ -338,7 +349,7 @@ def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str
                 "choose binary or multiclass."
             )
         return None
-    classes = target_classes(series)
+    classes = target_labels(dataset, target)
     if len(classes) < 2:
         raise DesignError(
             f"Target {target!r} has a single value ({classes[0]!r}); there is nothing to predict."
@@ -369,9 +380,7 @@ def create_mltask(request, analysis_id: int, payload: NewMLTask):
     if payload.prediction_type:
         prediction_type = clean_prediction_type(payload.prediction_type)
     else:
-        prediction_type = guess_prediction_type(
-            read_csv(dataset.file.path, usecols=[payload.target])[payload.target]
-        )
+        prediction_type = guess_prediction_type(read_target(dataset, payload.target))
     classes = classes_for(dataset, payload.target, prediction_type)
     mltask = MLTask.objects.create(
         analysis=analysis,

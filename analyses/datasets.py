@@ -1,107 +1,40 @@
-"""Reading an uploaded CSV: validation with messages that name the problem, schema inference."""
+"""A dataset's file: storing an upload, reading its target and rows, overriding column types.
+
+New datasets are stored as Parquet (converted once at upload, see analyses.ingest); datasets
+uploaded before that are CSV files, recognised by their suffix, and keep being read as CSV.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from django.conf import settings
 
-from analyses.models import PredictionType
+from analyses import ingest, statistics
+from analyses.ingest import DatasetError
+from analyses.models import Dataset, PredictionType
+from training_worker.dataset_files import dataset_format, read_columns
 
-SNIFF_BYTES = 64 * 1024
-# A text column has long values; a categorical one repeats a limited set of values.
-TEXT_MEAN_LENGTH = 40
-CATEGORICAL_MAX_SHARE = 0.5
-
-
-class DatasetError(ValueError):
-    """The upload cannot become a dataset; the message says why in the user's terms."""
-
-
-@dataclass
-class Schema:
-    rows: int
-    columns: list[dict]
+__all__ = ["DatasetError", "guess_prediction_type", "read_rows", "read_target", "store_dataset"]
 
 
-def read_csv(path: Path | str, **options) -> pd.DataFrame:
-    return pd.read_csv(path, encoding="utf-8-sig", encoding_errors="replace", low_memory=False, **options)
+def read_target(dataset: Dataset, name: str) -> pd.Series:
+    """The column as the runner reads it when numeric (numbers stay numbers)."""
+    return read_columns(dataset.file.path, [name])[name]
 
 
-def check_looks_like_csv(path: Path, filename: str) -> None:
-    head = Path(path).read_bytes()[:SNIFF_BYTES] if Path(path).stat().st_size else b""
-    if not head.strip():
-        raise DatasetError(f"{filename} is empty: upload a CSV file with a header row and at least one row.")
-    if b"\x00" in head:
-        raise DatasetError(
-            f"{filename} is not a CSV file (it contains binary data). Upload a comma-separated text file."
-        )
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = head.decode("latin-1")
-    header = next(csv.reader(io.StringIO(text)), [])
-    names = [h.strip() for h in header]
-    if any(not n for n in names):
-        position = names.index("") + 1
-        raise DatasetError(f"{filename}: column {position} of the header row has no name. Name every column.")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DatasetError(
-            f"{filename}: the header repeats column name(s) {', '.join(duplicates)}. Names must be unique."
-        )
-
-
-def infer_schema(path: Path, filename: str) -> Schema:
-    check_looks_like_csv(path, filename)
-    try:
-        frame = read_csv(path)
-    except pd.errors.ParserError as exc:
-        raise DatasetError(f"{filename} could not be read as CSV: {exc}") from None
-    except pd.errors.EmptyDataError:
-        raise DatasetError(
-            f"{filename} is empty: upload a CSV file with a header row and at least one row."
-        ) from None
-    if len(frame) == 0:
-        raise DatasetError(f"{filename} has a header but no rows.")
-    return Schema(rows=len(frame), columns=[describe_column(frame[name]) for name in frame.columns])
-
-
-def column_type(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-        return "numeric"
-    values = series.dropna().astype(str)
-    if values.empty:
-        return "categorical"
-    if values.str.len().mean() >= TEXT_MEAN_LENGTH and values.nunique() > CATEGORICAL_MAX_SHARE * len(values):
-        return "text"
-    return "categorical"
-
-
-def describe_column(series: pd.Series) -> dict:
-    return {
-        "name": str(series.name),
-        "type": column_type(series),
-        "missing": int(series.isna().sum()),
-        "distinct": int(series.nunique(dropna=True)),
-    }
-
-
-def target_classes(series: pd.Series) -> list[str]:
-    """Sorted labels as strings; numeric labels sort by value (2 before 10)."""
-    values = series.dropna().unique()
-    if pd.api.types.is_numeric_dtype(series):
-        values = sorted(values)
-        return [format_label(v) for v in values]
-    return sorted(str(v) for v in values)
-
-
-def format_label(value) -> str:
-    """Labels as the runner sees them after reading the CSV as strings: 1.0 stays "1.0", 1 stays "1"."""
-    return str(value)
+def target_labels(dataset: Dataset, name: str) -> list[str]:
+    """Sorted labels, as the runner reads a class target (as text); numbers sort by value (2 before 10)."""
+    values = read_target(dataset, name)
+    by_value = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    labels = read_columns(dataset.file.path, [name], as_text={name})[name].dropna().unique()
+    return sorted((str(v) for v in labels), key=float if by_value else None)
 
 
 def guess_prediction_type(series: pd.Series) -> PredictionType:
@@ -114,27 +47,128 @@ def guess_prediction_type(series: pd.Series) -> PredictionType:
     return PredictionType.REGRESSION
 
 
-def store_dataset(project, path: Path, filename: str, name: str, user, size_bytes: int):
-    """Validate, infer the schema, and keep the file in storage; nothing is left half-stored."""
+def read_rows(dataset: Dataset, offset: int, limit: int) -> tuple[list[str], list[list[str]]]:
+    """A page of rows as text (missing as ""), reading only the row groups that hold it."""
+    if dataset_format(dataset.file.path) == "csv":
+        frame = pd.read_csv(
+            dataset.file.path,
+            skiprows=range(1, offset + 1),
+            nrows=limit,
+            encoding="utf-8-sig",
+            encoding_errors="replace",
+            dtype=str,
+            keep_default_na=False,
+        )
+        return list(frame.columns), frame.to_numpy().tolist()
+    parquet = pq.ParquetFile(dataset.file.path)
+    names = parquet.schema_arrow.names
+    groups, first_row, start = [], None, 0
+    for index in range(parquet.metadata.num_row_groups):
+        size = parquet.metadata.row_group(index).num_rows
+        if start + size > offset and start < offset + limit:
+            groups.append(index)
+            first_row = start if first_row is None else first_row
+        start += size
+    if not groups:
+        return names, []
+    table = parquet.read_row_groups(groups).slice(offset - first_row, limit)
+    columns = [pc.fill_null(pc.cast(table.column(n), pa.string()), "").to_pylist() for n in names]
+    return names, [list(row) for row in zip(*columns, strict=True)]
+
+
+def store_dataset(project, path: Path, filename: str, name: str, user, size_bytes: int) -> Dataset:
+    """Validate, convert to Parquet, describe; nothing is left half-stored when any step fails."""
     from django.core.files import File
 
-    from analyses.models import Dataset
-
-    schema = infer_schema(path, filename)
-    dataset = Dataset(
-        project=project,
-        name=(name.strip() or Path(filename).stem)[:200],
-        original_filename=filename,
-        rows=schema.rows,
-        columns=schema.columns,
-        size_bytes=size_bytes,
-        created_by=user,
-    )
-    with open(path, "rb") as handle:
-        dataset.file.save(f"{project.pk}-{filename}", File(handle), save=False)
+    scratch = Path(settings.FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir())
+    handle, converted_path = tempfile.mkstemp(suffix=".parquet", dir=scratch)
+    os.close(handle)
+    converted = Path(converted_path)
+    dataset = None
     try:
+        result = ingest.convert(Path(path), filename, converted)
+        columns = statistics.describe_columns(converted)
+        dataset = Dataset(
+            project=project,
+            name=(name.strip() or _stem(filename))[:200],
+            original_filename=filename,
+            rows=result.rows,
+            columns=columns,
+            size_bytes=size_bytes,
+            created_by=user,
+        )
+        with open(converted, "rb") as stored:
+            dataset.file.save(f"{project.pk}-{_stem(filename)}.parquet", File(stored), save=False)
         dataset.save()
+        return dataset
     except Exception:
-        dataset.file.delete(save=False)
+        if dataset is not None and dataset.file:
+            dataset.file.delete(save=False)
         raise
+    finally:
+        converted.unlink(missing_ok=True)
+
+
+def _stem(filename: str) -> str:
+    name = filename
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".parquet", ".pq"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or "dataset"
+
+
+def override_types(dataset: Dataset, changes: list[tuple[str, str]]) -> Dataset:
+    """Set column types (numeric | categorical | text | date), refusing those the values don't allow."""
+    if dataset_format(dataset.file.path) != "parquet":
+        raise DatasetError(
+            f"Dataset {dataset.name!r} was uploaded before types could be changed; upload it again first."
+        )
+    schema = pq.read_schema(dataset.file.path)
+    columns = {c["name"]: dict(c) for c in dataset.columns}
+    changed: dict[str, str] = {}
+    for name, kind in changes:
+        if name not in columns:
+            raise DatasetError(f"{name!r} is not a column of dataset {dataset.name!r}.")
+        if kind not in statistics.COLUMN_TYPES:
+            raise DatasetError(
+                f"Column {name!r}: type {kind!r} is not one of {', '.join(statistics.COLUMN_TYPES)}."
+            )
+        _check_type_fits(dataset.file.path, name, kind, schema.field(name).type)
+        if columns[name]["type"] != kind:
+            changed[name] = kind
+    if changed:
+        stats = statistics.column_statistics(Path(dataset.file.path), changed)
+        for name, kind in changed.items():
+            keep = {"name": name, "type": kind, "inferred_type": columns[name].get("inferred_type", kind)}
+            columns[name] = keep | stats[name]
+        dataset.columns = [columns[c["name"]] for c in dataset.columns]
+        dataset.save(update_fields=["columns"])
     return dataset
+
+
+def _check_type_fits(path: str, name: str, kind: str, stored: pa.DataType) -> None:
+    if kind == "numeric" and not statistics.is_numeric_storage(stored):
+        example = statistics.first_failing(statistics.sample(Path(path), name).column(name), _is_number)
+        raise DatasetError(
+            f"Column {name!r} cannot be numeric: it holds values that are not numbers, such as {example!r}."
+        )
+    if kind == "date":
+        if statistics.is_numeric_storage(stored):
+            raise DatasetError(
+                f"Column {name!r} cannot be a date: it holds numbers; dates must be written like 2024-01-31."
+            )
+        values = pc.drop_null(statistics.sample(Path(path), name).column(name))
+        if statistics.date_share(values) < statistics.DATE_MIN_SHARE:
+            example = statistics.first_failing(values, lambda v: statistics.date_share(pa.array([v])) == 1)
+            raise DatasetError(
+                f"Column {name!r} cannot be a date: fewer than {statistics.DATE_MIN_SHARE:.0%} of its values "
+                f"are dates like 2024-01-31 or 2024-01-31T12:00:00 (for example {example!r} is not)."
+            )
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from analyses import live
 from analyses.models import EpochMetric, Session, SessionLog
+from training_worker.dataset_files import dataset_format
 from training_worker.events import BadEvent, Status, parse_event
 from training_worker.sandbox import kill_group, spawn_runner
 
@@ -60,14 +61,16 @@ def prepare_workdir(session: Session) -> Path:
         shutil.rmtree(workdir)
     (workdir / "output").mkdir(parents=True)
     source = Path(session.mltask.analysis.dataset.file.path)
+    data_format = dataset_format(source)  # datasets stored before the Parquet conversion are CSV
+    linked = workdir / f"dataset.{data_format}"
     try:
-        os.link(source, workdir / "dataset.csv")  # same file system: no copy of a big file
+        os.link(source, linked)  # same file system: no copy of a big file
     except OSError:
-        shutil.copyfile(source, workdir / "dataset.csv")
+        shutil.copyfile(source, linked)
     design = session.design
     job = {
         "session_id": session.pk,
-        "dataset": {"path": "dataset.csv", "format": "csv"},
+        "dataset": {"path": linked.name, "format": data_format},
         "target": design["target"],
         "prediction_type": design["prediction_type"],
         "classes": design.get("classes"),

@@ -58,7 +58,9 @@ def test_upload_reports_schema_and_guesses_binary(cancer_task):
     assert dataset["rows"] == 569
     columns = {c["name"]: c for c in dataset["columns"]}
     assert columns["mean radius"]["type"] == "numeric"
-    assert columns["target"] == {"name": "target", "type": "categorical", "missing": 0, "distinct": 2}
+    contract = {key: columns["target"][key] for key in ("name", "type", "missing", "distinct")}
+    assert contract == {"name": "target", "type": "categorical", "missing": 0, "distinct": 2}
+    assert {t["value"]: t["count"] for t in columns["target"]["top"]} == {"benign": 357, "malignant": 212}
     mltask = cancer_task["mltask"]
     assert mltask["prediction_type"] == "binary"
     assert 'Dense(1, activation="sigmoid"' in mltask["architecture_code"]

@@ -45,12 +45,11 @@ def dataset_frame(name: str) -> tuple[pd.DataFrame, str, list[str] | None]:
     raise ValueError(name)
 
 
-def write_job(workdir: Path, dataset: str, **overrides: Any) -> dict[str, Any]:
-    """A work dir as the supervisor prepares it: dataset.csv, job.json and an empty output/."""
+def write_job(workdir: Path, dataset: str, data_format: str = "csv", **overrides: Any) -> dict[str, Any]:
+    """A work dir as the supervisor prepares it: the dataset, job.json and an empty output/."""
     frame, prediction_type, classes = dataset_frame(dataset)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "output").mkdir(exist_ok=True)
-    frame.to_csv(workdir / "dataset.csv", index=False)
     features = [
         {
             "name": column,
@@ -64,7 +63,7 @@ def write_job(workdir: Path, dataset: str, **overrides: Any) -> dict[str, Any]:
     ]
     job: dict[str, Any] = {
         "session_id": 1,
-        "dataset": {"path": "dataset.csv", "format": "csv"},
+        "dataset": {"path": f"dataset.{data_format}", "format": data_format},
         "target": "target",
         "prediction_type": prediction_type,
         "classes": classes,
@@ -75,6 +74,10 @@ def write_job(workdir: Path, dataset: str, **overrides: Any) -> dict[str, Any]:
         "seed": 1337,
         "train_metrics_sample": 10_000,
     } | overrides
+    if job["dataset"]["format"] == "parquet":  # as the supervisor links a dataset stored since Parquet
+        frame.to_parquet(workdir / job["dataset"]["path"], index=False)
+    else:
+        frame.to_csv(workdir / job["dataset"]["path"], index=False)
     (workdir / "job.json").write_text(json.dumps(job, indent=1))
     return job
 
@@ -232,6 +235,14 @@ SHARED_RUNS: dict[str, tuple[str, dict[str, Any], OnEvent | None]] = {
         None,
     ),
     "multiclass": ("iris", {"training": {"mode": "standard", "epochs": 2, "batch_size": 16}}, None),
+    "parquet": (
+        "iris",
+        {
+            "data_format": "parquet",
+            "training": {"mode": "standard", "epochs": 1, "batch_size": 16},
+        },
+        None,
+    ),
 }
 
 

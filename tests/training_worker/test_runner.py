@@ -185,6 +185,14 @@ def test_regression_and_multiclass_metrics(runs: Runs) -> None:
     )
 
 
+def test_runner_reads_a_parquet_dataset(runs: Runs) -> None:
+    run = runs("parquet")
+    assert run.done["status"] == "succeeded", run.done
+    assert run.of_type("model")[0]["input_shapes"] == {"main": [4]}
+    table = pd.read_csv(run.workdir / "output" / "predictions.csv")
+    assert len(table) == 30 and set(table["actual"]) <= {"setosa", "versicolor", "virginica"}
+
+
 def test_default_regression_learns_in_target_units_thanks_to_target_rescaling(runs: Runs) -> None:
     run = runs("regression")
     epochs = [event["values"] for event in run.of_type("epoch")]
