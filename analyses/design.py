@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from analyses.models import Dataset, PredictionType
-from training_worker.defaults import default_architecture_code, default_feature_handling, default_training
+from training_worker.defaults import (
+    DATE_COMPONENTS,
+    default_architecture_code,
+    default_feature_handling,
+    default_training,
+    feature_encodings,
+    is_integer_encoded,
+)
 
 DEFAULT_SPLIT = {"train_ratio": 0.8, "seed": 1337, "stratify": True}
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1_000_000
 FEATURE_ROLES = ("input", "reject")
-FEATURE_TYPES = ("numeric", "categorical", "text")
+FEATURE_TYPES = ("numeric", "categorical", "text", "date")
 TARGET_RESCALINGS = ("standard", "none")
 
 
@@ -103,7 +110,6 @@ def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
             raise DesignError(
                 f"features: input name {input_name!r} must be a Python identifier such as main."
             )
-        entry = {**entry, "handling": clean_handling(entry["name"], entry["type"], entry.get("handling"))}
         cleaned.append(
             {
                 **entry,
@@ -114,36 +120,93 @@ def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
         )
     if not any(f["role"] == "input" for f in cleaned):
         raise DesignError("features: at least one column must have role input.")
+    _check_integer_inputs(cleaned)
     return cleaned
 
 
+def _check_integer_inputs(features: list[dict]) -> None:
+    """Refused here rather than minutes later in the runner: an Embedding needs an input of its own."""
+    by_input: dict[str, list[dict]] = {}
+    for feature in features:
+        if feature["role"] == "input":
+            by_input.setdefault(feature["input"], []).append(feature)
+    for input_name, members in by_input.items():
+        integer = [f["name"] for f in members if is_integer_encoded(f["type"], f["handling"])]
+        if integer and len(members) > 1:
+            names = ", ".join(repr(f["name"]) for f in members)
+            raise DesignError(
+                f"features: input {input_name!r} receives {names}, but integer ids for an Embedding "
+                "layer (categorical index or text sequence encoding) need an input of their own: "
+                f"{', '.join(map(repr, integer))}. Set the input of {integer[0]!r} to a new name such as "
+                f"{integer[0] + '_ids'!r}."
+            )
+
+
 # Accepted handling options per feature type: option -> allowed values, or (low, high) for numbers.
+# A list option (LIST_OPTIONS) takes a non-empty list of the allowed values.
 HANDLING_OPTIONS: dict[str, dict[str, tuple]] = {
     "numeric": {
         "rescaling": ("standard", "minmax", "none"),
         "missing": ("mean", "median", "constant"),
         "missing_value": (-1e300, 1e300),
     },
-    "categorical": {"encoding": ("dummy",), "max_levels": (1, 10_000)},
-    "text": {"encoding": ("tfidf",), "max_features": (1, 100_000)},
+    "categorical": {"encoding": feature_encodings("categorical"), "max_levels": (1, 100_000)},
+    "text": {
+        "encoding": feature_encodings("text"),
+        "max_features": (1, 1_000_000),
+        "ngram_max": (1, 5),
+        "vocabulary_size": (2, 1_000_000),  # ids 0 (padding) and 1 (out of vocabulary) included
+        "sequence_length": (1, 10_000),
+    },
+    "date": {"components": DATE_COMPONENTS},
+}
+LIST_OPTIONS = ("components",)
+# The options each encoding accepts (other types accept all of theirs): an option of another
+# encoding would silently do nothing, so it is refused rather than kept.
+ENCODING_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("categorical", "dummy"): ("encoding", "max_levels"),
+    ("categorical", "index"): ("encoding", "max_levels"),
+    ("text", "tfidf"): ("encoding", "max_features", "ngram_max"),
+    ("text", "counts"): ("encoding", "max_features", "ngram_max"),
+    ("text", "sequence"): ("encoding", "vocabulary_size", "sequence_length"),
 }
 
 
 def clean_handling(name: str, feature_type: str, handling: Any) -> dict:
-    """The type's defaults, overridden by the given options, each checked against what is accepted."""
+    """The defaults of the type (and encoding), overridden by the given options, each checked."""
     if handling is not None and not isinstance(handling, dict):
         raise DesignError(f"features: handling of {name!r} must be an object.")
-    cleaned = default_feature_handling(feature_type)
+    handling = handling or {}
     options = HANDLING_OPTIONS[feature_type]
-    for option, value in (handling or {}).items():
-        if option not in options:
-            accepted = ", ".join(options)
+    encoding = handling.get("encoding")
+    if encoding is not None and "encoding" in options and encoding not in options["encoding"]:
+        raise DesignError(
+            f"features: encoding of {name!r} must be one of {', '.join(options['encoding'])}; "
+            f"got {encoding!r}."
+        )
+    cleaned = default_feature_handling(feature_type, encoding if "encoding" in options else None)
+    encoding = cleaned.get("encoding")
+    accepted_options = ENCODING_OPTIONS.get((feature_type, encoding), tuple(options))
+    for option, value in handling.items():
+        if option not in accepted_options:
+            accepted = ", ".join(accepted_options)
+            which = f"{feature_type} handling" + (f" with encoding {encoding}" if encoding else "")
             raise DesignError(
-                f"features: {feature_type} handling of {name!r} has no option {option!r}; "
-                f"options are {accepted}."
+                f"features: {which} of {name!r} has no option {option!r}; options are {accepted}."
             )
         allowed = options[option]
-        if isinstance(allowed[0], str):
+        if option in LIST_OPTIONS:
+            if (
+                not isinstance(value, list)
+                or not value
+                or any(not isinstance(item, str) or item not in allowed for item in value)
+            ):
+                raise DesignError(
+                    f"features: {option} of {name!r} must be a non-empty list of {', '.join(allowed)}; "
+                    f"got {value!r}."
+                )
+            value = [item for item in allowed if item in value]  # canonical order, no duplicates
+        elif isinstance(allowed[0], str):
             if value not in allowed:
                 raise DesignError(
                     f"features: {option} of {name!r} must be one of {', '.join(allowed)}; got {value!r}."
@@ -175,3 +238,30 @@ def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise DesignError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
     return value
+
+
+def handling_schema() -> dict[str, dict]:
+    """What the Features table may offer per column type, from the same tables the API checks."""
+    schema: dict[str, dict] = {}
+    for feature_type, options in HANDLING_OPTIONS.items():
+        specs: dict[str, dict] = {}
+        for option, allowed in options.items():
+            if option in LIST_OPTIONS:
+                specs[option] = {"multi": list(allowed)}
+            elif isinstance(allowed[0], str):
+                specs[option] = {"choices": list(allowed)}
+            else:
+                specs[option] = {"min": allowed[0], "max": allowed[1]}
+        encodings = {
+            encoding: {
+                "default": default_feature_handling(feature_type, encoding),
+                "options": list(ENCODING_OPTIONS.get((feature_type, encoding), options)),
+            }
+            for encoding in options.get("encoding", ())
+        }
+        schema[feature_type] = {
+            "default": default_feature_handling(feature_type),
+            "options": specs,
+            "encodings": encodings,
+        }
+    return schema

@@ -6,6 +6,7 @@ the Architecture code is plain text that only the runner executes.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 _OUTPUT_LAYERS = {
@@ -58,15 +59,59 @@ def default_training() -> dict[str, Any]:
     return {"mode": "standard", "epochs": 10, "batch_size": 32}
 
 
-_FEATURE_HANDLING: dict[str, dict[str, Any]] = {
-    "numeric": {"rescaling": "standard", "missing": "mean"},
-    "categorical": {"encoding": "dummy", "max_levels": 100},
-    "text": {"encoding": "tfidf", "max_features": 200},
+DATE_COMPONENTS = ("year", "month", "day", "weekday", "hour", "timestamp")
+
+# Per feature type, the defaults of each encoding; the first listed is the type's default encoding.
+# Options of another encoding are not carried over when the encoding changes: they would not apply.
+_ENCODING_HANDLING: dict[str, dict[str, dict[str, Any]]] = {
+    "categorical": {
+        "dummy": {"encoding": "dummy", "max_levels": 100},
+        # Embeddings are for many levels: a larger default than dummy columns could afford.
+        "index": {"encoding": "index", "max_levels": 1000},
+    },
+    "text": {
+        "tfidf": {"encoding": "tfidf", "max_features": 200},
+        "counts": {"encoding": "counts", "max_features": 200},
+        "sequence": {"encoding": "sequence", "vocabulary_size": 10_000, "sequence_length": 100},
+    },
 }
 
+_FEATURE_HANDLING: dict[str, dict[str, Any]] = {
+    "numeric": {"rescaling": "standard", "missing": "mean"},
+    "categorical": _ENCODING_HANDLING["categorical"]["dummy"],
+    "text": _ENCODING_HANDLING["text"]["tfidf"],
+    "date": {"components": list(DATE_COMPONENTS)},
+}
 
-def default_feature_handling(column_type: str) -> dict[str, Any]:
-    """The handling of an input feature of ``column_type`` (numeric | categorical | text)."""
+# Encodings that give integer ids for a keras.layers.Embedding: such a feature needs a model input
+# of its own, because an Embedding takes one integer input and floats cannot be mixed into it.
+INTEGER_ENCODINGS = {"categorical": "index", "text": "sequence"}
+
+
+def feature_encodings(column_type: str) -> tuple[str, ...]:
+    """The encodings a feature of ``column_type`` accepts; empty for types without ``encoding``."""
+    return tuple(_ENCODING_HANDLING.get(column_type, {}))
+
+
+def default_feature_handling(column_type: str, encoding: str | None = None) -> dict[str, Any]:
+    """The handling of an input feature of ``column_type`` (numeric | categorical | text | date).
+
+    ``encoding`` (categorical: dummy | index; text: tfidf | counts | sequence) gives that encoding's
+    defaults instead of the type's default encoding.
+    """
     if column_type not in _FEATURE_HANDLING:
         raise ValueError(f"unknown column type {column_type!r}; expected one of {sorted(_FEATURE_HANDLING)}")
-    return dict(_FEATURE_HANDLING[column_type])
+    if encoding is None:
+        return copy.deepcopy(_FEATURE_HANDLING[column_type])
+    encodings = _ENCODING_HANDLING.get(column_type, {})
+    if encoding not in encodings:
+        raise ValueError(
+            f"unknown encoding {encoding!r} for {column_type}; expected one of {sorted(encodings) or 'none'}"
+        )
+    return copy.deepcopy(encodings[encoding])
+
+
+def is_integer_encoded(column_type: str | None, handling: dict[str, Any] | None) -> bool:
+    """Whether the feature becomes integer ids (categorical index, text sequence) for an Embedding."""
+    encoding = (handling or {}).get("encoding")
+    return encoding is not None and INTEGER_ENCODINGS.get(column_type or "") == encoding

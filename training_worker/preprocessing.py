@@ -1,17 +1,29 @@
 """Feature and target preprocessing, fitted on the train split only, applied to any frame.
 
-Each feature with role ``input`` is turned into float columns by one scikit-learn transformer and
-routed to its model input (``"main"`` unless the design names another); the columns of an input
-are concatenated in feature order. The fitted :class:`Preprocessing` is saved with joblib next to
+Each feature with role ``input`` is turned into columns by one scikit-learn transformer and routed
+to its model input (``"main"`` unless the design names another); the columns of an input are
+concatenated in feature order. Inputs are float32, except the integer inputs: a feature encoded as
+integer ids for a ``keras.layers.Embedding`` (categorical ``index``, text ``sequence``) must be the
+only feature of its input, which is int32; :attr:`Preprocessing.vocabularies` gives the
+``input_dim`` its Embedding needs. The fitted :class:`Preprocessing` is saved with joblib next to
 the model, so scoring later transforms new rows exactly as training did.
 
 Feature handling (the ``handling`` object of each feature in the job spec):
 
 - numeric: ``rescaling`` standard | minmax | none; ``missing`` mean | median | constant, with
   ``missing_value`` (default 0) for constant.
-- categorical: dummy encoding of the ``max_levels`` most frequent levels (missing is a level of its
-  own; unseen levels encode as all zeros).
-- text: TF-IDF with at most ``max_features`` terms (missing is the empty text).
+- categorical, ``encoding`` dummy (the default): dummy columns of the ``max_levels`` most frequent
+  levels (missing is a level of its own; unseen and rarer levels encode as all zeros).
+- categorical, ``encoding`` index: one int32 column; 0 = missing, 1 = others (unseen in train, or
+  rarer than the ``max_levels`` most frequent), then the levels from 2 by decreasing train frequency.
+- text, ``encoding`` tfidf (the default) or counts: TF-IDF weights or term counts of at most
+  ``max_features`` terms, n-grams of 1 to ``ngram_max`` words (default 1); missing is the empty text.
+- text, ``encoding`` sequence: the ids of the first ``sequence_length`` tokens (lowercased runs of
+  word characters), padded with 0 at the end; 1 = out of vocabulary, then the
+  ``vocabulary_size - 2`` most frequent train tokens from 2 (ids are always below ``vocabulary_size``).
+- date: parsed by pandas (``format="mixed"``, unparsable values are missing, time zones converted to
+  UTC); the ``components`` among year, month, day, weekday, hour and timestamp (days since
+  1970-01-01), each imputed with its train mean and standard-scaled.
 
 Regression target (``training.target_rescaling``): ``standard`` (the default) or ``none``. With
 ``standard`` the model is fit on ``(y - mean) / scale``, both fitted on the train split: a raw
@@ -27,22 +39,34 @@ This module must stay importable without TensorFlow.
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import TransformerMixin
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
+from training_worker.dataset_files import read_columns
+from training_worker.defaults import DATE_COMPONENTS, default_feature_handling, is_integer_encoded
+
 DEFAULT_INPUT = "main"
 MISSING_LEVEL = "(missing)"
-FEATURE_TYPES = ("numeric", "categorical", "text")
+FEATURE_TYPES = ("numeric", "categorical", "text", "date")
+CATEGORICAL_ENCODINGS = ("dummy", "index")
+TEXT_ENCODINGS = ("tfidf", "counts", "sequence")
+# Reserved ids of the integer encodings (an Embedding's rows 0 and 1); real levels or words from 2.
+MISSING_ID = 0  # index: a missing level; sequence: padding
+OTHERS_ID = 1  # index: unseen or rare level; sequence: out-of-vocabulary token
+FIRST_ID = 2
+TOKEN_PATTERN = re.compile(r"\w+")
 PREDICTION_TYPES = ("regression", "binary", "multiclass")
 TARGET_RESCALINGS = ("standard", "none")
 DEFAULT_TARGET_RESCALING = "standard"
@@ -60,6 +84,21 @@ class FittedFeature:
     handling: dict[str, Any]
     transformer: TransformerMixin
     output_columns: list[str]
+
+    @property
+    def integer_encoded(self) -> bool:
+        """Integer ids for an Embedding (categorical index, text sequence) rather than floats."""
+        return is_integer_encoded(self.type, self.handling)
+
+    @property
+    def embedding_input_dim(self) -> int | None:
+        """``keras.layers.Embedding(input_dim=...)`` for an integer-encoded feature: the largest id + 1."""
+        transformer = self.transformer
+        if isinstance(transformer, IndexEncoder):
+            return FIRST_ID + len(transformer.levels_)
+        if isinstance(transformer, SequenceEncoder):
+            return FIRST_ID + len(transformer.vocabulary_)
+        return None
 
 
 @dataclass(frozen=True)
@@ -126,6 +165,7 @@ class Preprocessing:
                 "No feature has the role 'input', so the model would have nothing to learn from. "
                 "Set at least one feature to 'input' in the Features handling."
             )
+        _check_integer_inputs(inputs)  # before fitting: a mistake in the design, not in the data
         missing = [spec["name"] for spec in inputs if spec["name"] not in frame.columns]
         if missing:
             raise PreprocessingError(
@@ -159,12 +199,23 @@ class Preprocessing:
         }
 
     @property
+    def vocabularies(self) -> dict[str, int]:
+        """``input_dim`` of the Embedding of each integer input, e.g. ``{"city_index": 52}``."""
+        return {
+            feature.input: dim
+            for feature in self.features
+            if (dim := feature.embedding_input_dim) is not None
+        }
+
+    @property
     def n_classes(self) -> int:
         """What build_model receives: 2 for binary, the number of classes for multiclass, 1 for regression."""
         return 1 if self.classes is None else len(self.classes)
 
     def transform(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """One 2-D array per input: int32 for an integer input (ids for an Embedding), else float32."""
         blocks: dict[str, list[np.ndarray]] = {name: [] for name in self.input_names}
+        integer = {feature.input for feature in self.features if feature.integer_encoded}
         for feature in self.features:
             if feature.name not in frame.columns:
                 raise PreprocessingError(
@@ -172,10 +223,14 @@ class Preprocessing:
                 )
             values = _column_values(frame[feature.name], feature.type)
             transformed = feature.transformer.transform(values)
-            if hasattr(transformed, "toarray"):  # TF-IDF output is sparse
+            if hasattr(transformed, "toarray"):  # TF-IDF and counts output is sparse
                 transformed = transformed.toarray()
-            blocks[feature.input].append(np.asarray(transformed, dtype=np.float32))
-        return {name: np.hstack(parts).astype(np.float32, copy=False) for name, parts in blocks.items()}
+            dtype = np.int32 if feature.input in integer else np.float32
+            blocks[feature.input].append(np.asarray(transformed, dtype=dtype))
+        return {
+            name: np.hstack(parts).astype(np.int32 if name in integer else np.float32, copy=False)
+            for name, parts in blocks.items()
+        }
 
     def encode_target(self, values: pd.Series) -> np.ndarray:
         """Class indices into ``classes`` (int64) for classification, float32 values for regression."""
@@ -223,18 +278,26 @@ class Preprocessing:
             "classes": self.classes,
             "target_rescaling": None if self.target_scaling is None else asdict(self.target_scaling),
             "input_shapes": {name: list(shape) for name, shape in self.input_shapes.items()},
+            "vocabularies": self.vocabularies,
             "features": [_describe_feature(feature) for feature in self.features],
         }
 
 
 def read_dataset(
-    path: str | os.PathLike[str] | IO[str], features: list[dict[str, Any]], target: str, prediction_type: str
+    path: str | os.PathLike[str] | IO[str],
+    features: list[dict[str, Any]],
+    target: str,
+    prediction_type: str,
+    format: str = "csv",
 ) -> pd.DataFrame:
-    """Read the CSV with categorical and text columns (and a class target) kept as text."""
-    as_text = {spec["name"] for spec in features if spec.get("type") in ("categorical", "text")}
+    """Read the dataset with categorical and text columns (and a class target) kept as text."""
+    as_text = {spec["name"] for spec in features if spec.get("type") in ("categorical", "text", "date")}
     if prediction_type != "regression":
         as_text.add(target)
-    frame = pd.read_csv(path, dtype=dict.fromkeys(as_text, object), low_memory=False)
+    if format == "parquet":
+        frame = read_columns(path, as_text=as_text, format="parquet")  # type: ignore[arg-type]
+    else:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(as_text, object), low_memory=False)
     if target not in frame.columns:
         raise PreprocessingError(
             f"The target column {target!r} is not in the dataset (columns: {list(frame.columns)[:20]}). "
@@ -300,27 +363,60 @@ def split_train_test(
 def _fit_feature(column: pd.Series, spec: dict[str, Any]) -> FittedFeature:
     name, feature_type = spec["name"], spec.get("type")
     handling = dict(spec.get("handling") or {})
+    if feature_type not in FEATURE_TYPES:
+        raise PreprocessingError(
+            f"Feature {name!r} has type {feature_type!r}; expected one of {FEATURE_TYPES}. Fix its type."
+        )
     values = _column_values(column, feature_type)
+    encoding = handling.get("encoding")
     if feature_type == "numeric":
         transformer, columns = _numeric_transformer(name, handling), [name]
-    elif feature_type == "categorical":
-        levels = _top_levels(values[:, 0], int(handling.get("max_levels", 100)))
+    elif feature_type == "categorical" and encoding in (None, "dummy"):
+        levels = _top_levels(values[:, 0], _option(name, handling, "max_levels", 100, 1))
         transformer = OneHotEncoder(
             categories=[levels], handle_unknown="ignore", sparse_output=False, dtype=np.float32
         )
         columns = [f"{name}={level}" for level in levels]
-    elif feature_type == "text":
-        transformer = TfidfVectorizer(max_features=int(handling.get("max_features", 200)))
+    elif feature_type == "categorical" and encoding == "index":
+        defaults = default_feature_handling("categorical", "index")
+        transformer = IndexEncoder(_option(name, handling, "max_levels", defaults["max_levels"], 1))
+        columns = [name]
+    elif feature_type == "text" and encoding in (None, "tfidf", "counts"):
+        vectorizer = CountVectorizer if encoding == "counts" else TfidfVectorizer
+        transformer = vectorizer(
+            max_features=_option(name, handling, "max_features", 200, 1),
+            ngram_range=(1, _option(name, handling, "ngram_max", 1, 1)),
+            dtype=np.float32,
+        )
         columns = []
+    elif feature_type == "text" and encoding == "sequence":
+        defaults = default_feature_handling("text", "sequence")
+        transformer = SequenceEncoder(
+            _option(name, handling, "vocabulary_size", defaults["vocabulary_size"], FIRST_ID),
+            _option(name, handling, "sequence_length", defaults["sequence_length"], 1),
+        )
+        columns = [f"{name}[{position}]" for position in range(transformer.sequence_length)]
+    elif feature_type == "date":
+        components = _date_components(name, handling)
+        transformer = Pipeline(
+            [
+                ("components", DateComponents(components)),
+                # keep_empty_features: a component missing on every train row still yields its column.
+                ("impute", SimpleImputer(strategy="mean", keep_empty_features=True)),
+                ("rescale", StandardScaler()),
+            ]
+        )
+        columns = [f"{name}:{component}" for component in components]
     else:
+        accepted = CATEGORICAL_ENCODINGS if feature_type == "categorical" else TEXT_ENCODINGS
         raise PreprocessingError(
-            f"Feature {name!r} has type {feature_type!r}; expected one of {FEATURE_TYPES}. Fix its type."
+            f"The {feature_type} feature {name!r} has encoding {encoding!r}; use one of {accepted}."
         )
     try:
         transformer.fit(values)
     except ValueError as exc:  # e.g. TF-IDF on a column with no words at all
         raise PreprocessingError(f"Could not fit the {feature_type} handling of {name!r}: {exc}") from exc
-    if feature_type == "text":
+    if isinstance(transformer, CountVectorizer):  # TfidfVectorizer is one too
         columns = [f"{name}:{term}" for term in transformer.get_feature_names_out()]
     return FittedFeature(
         name=name,
@@ -353,14 +449,156 @@ def _numeric_transformer(name: str, handling: dict[str, Any]) -> Pipeline:
     return Pipeline([("impute", imputer), ("rescale", scaler() if scaler else "passthrough")])
 
 
+def _option(name: str, handling: dict[str, Any], option: str, default: int, low: int) -> int:
+    """A whole-number option; the web validates bounds, this guards jobs written by other means."""
+    value = handling.get(option, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < low:
+        raise PreprocessingError(
+            f"Feature {name!r}: {option} must be a whole number of at least {low}; got {value!r}."
+        )
+    return int(value)
+
+
+def _date_components(name: str, handling: dict[str, Any]) -> list[str]:
+    """The chosen components in their canonical order (a stable column order whatever the list's)."""
+    chosen = handling.get("components", list(DATE_COMPONENTS))
+    if (
+        not isinstance(chosen, list | tuple)
+        or not chosen
+        or any(component not in DATE_COMPONENTS for component in chosen)
+    ):
+        raise PreprocessingError(
+            f"Date feature {name!r}: components must be a non-empty list of {', '.join(DATE_COMPONENTS)}; "
+            f"got {chosen!r}."
+        )
+    return [component for component in DATE_COMPONENTS if component in chosen]
+
+
+def _check_integer_inputs(specs: list[dict[str, Any]]) -> None:
+    """An integer-encoded feature must be alone in its input: an Embedding takes one integer input."""
+    by_input: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        by_input.setdefault(spec.get("input") or DEFAULT_INPUT, []).append(spec)
+    for input_name, members in by_input.items():
+        integer = [s["name"] for s in members if is_integer_encoded(s.get("type"), s.get("handling"))]
+        if integer and len(members) > 1:
+            raise PreprocessingError(
+                f"Input {input_name!r} receives the features {[s['name'] for s in members]}, of which "
+                f"{integer} are integer ids for an Embedding layer (categorical index or text sequence "
+                "encoding). Such a feature needs a model input of its own: in the Features handling, "
+                f"set the input of {integer[0]!r} to a new name such as {integer[0] + '_ids'!r}."
+            )
+
+
+class IndexEncoder(BaseEstimator, TransformerMixin):
+    """Categorical levels (as from ``_column_values``) to one int32 column of ids for an Embedding.
+
+    0 is missing, 1 any level not among the ``max_levels`` most frequent in train (rare or unseen),
+    then the kept levels from 2 by decreasing train frequency, ties broken by the level itself.
+    """
+
+    def __init__(self, max_levels: int = 1000) -> None:
+        self.max_levels = max_levels
+
+    def fit(self, values: np.ndarray, y: Any = None) -> IndexEncoder:
+        column = values[:, 0]
+        counts = pd.Series(column[column != MISSING_LEVEL], dtype=object).value_counts()
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        self.levels_: list[str] = [level for level, _ in ranked[: self.max_levels]]
+        self.ids_ = {level: FIRST_ID + position for position, level in enumerate(self.levels_)}
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        column = pd.Series(values[:, 0], dtype=object)
+        ids = column.map(self.ids_).fillna(OTHERS_ID).to_numpy(dtype=np.int32)
+        ids[(column == MISSING_LEVEL).to_numpy()] = MISSING_ID
+        return ids.reshape(-1, 1)
+
+
+def tokenize(text: str) -> list[str]:
+    """The sequence encoding's tokens: lowercased runs of word characters, nothing locale-dependent."""
+    return TOKEN_PATTERN.findall(text.lower())
+
+
+class SequenceEncoder(BaseEstimator, TransformerMixin):
+    """Texts to int32 token-id rows of ``sequence_length``, for an Embedding (and then an LSTM or pooling).
+
+    0 pads the end of short texts (long ones keep their first tokens), 1 is a token outside the
+    vocabulary, then the ``vocabulary_size - 2`` most frequent train tokens from 2 (ties by token).
+    """
+
+    def __init__(self, vocabulary_size: int = 10_000, sequence_length: int = 100) -> None:
+        self.vocabulary_size = vocabulary_size
+        self.sequence_length = sequence_length
+
+    def fit(self, values: np.ndarray, y: Any = None) -> SequenceEncoder:
+        counts: Counter[str] = Counter()
+        for text in values:
+            counts.update(tokenize(text))
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        self.vocabulary_: list[str] = [token for token, _ in ranked[: self.vocabulary_size - FIRST_ID]]
+        self.ids_ = {token: FIRST_ID + position for position, token in enumerate(self.vocabulary_)}
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        ids = np.full((len(values), self.sequence_length), MISSING_ID, dtype=np.int32)
+        for row, text in enumerate(values):
+            tokens = tokenize(text)[: self.sequence_length]
+            ids[row, : len(tokens)] = [self.ids_.get(token, OTHERS_ID) for token in tokens]
+        return ids
+
+
+class DateComponents(BaseEstimator, TransformerMixin):
+    """Parsed dates (datetime64, NaT for missing) to float components, NaN where the date is missing."""
+
+    def __init__(self, components: list[str] | None = None) -> None:
+        self.components = components
+
+    def fit(self, values: np.ndarray, y: Any = None) -> DateComponents:
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        stamps = pd.DatetimeIndex(values[:, 0])
+        missing = stamps.isna()
+        # Whole seconds, not pandas' nanoseconds: a year-1 date would overflow those.
+        seconds = np.asarray(values[:, 0], dtype="datetime64[s]").astype(np.int64).astype(np.float64)
+        parts = {
+            "year": stamps.year,
+            "month": stamps.month,
+            "day": stamps.day,
+            "weekday": stamps.day_of_week,
+            "hour": stamps.hour,
+            "timestamp": seconds / 86_400.0,
+        }
+        chosen = self.components or list(DATE_COMPONENTS)
+        result = np.column_stack([np.asarray(parts[c], dtype=np.float64) for c in chosen])
+        result[missing] = np.nan
+        return result
+
+
+def parse_dates(column: pd.Series) -> np.ndarray:
+    """Dates as naive UTC datetime64 (NaT where missing or unparsable), whatever the column holds."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
+        parsed = pd.to_datetime(column, utc=True)
+    else:
+        # As text: numbers would otherwise be read as nanoseconds since 1970.
+        text = pd.Series(
+            [str(value) if pd.notna(value) else None for value in column], index=column.index, dtype=object
+        )
+        parsed = pd.to_datetime(text, format="mixed", errors="coerce", utc=True)
+    return parsed.dt.tz_convert(None).to_numpy()
+
+
 def _column_values(column: pd.Series, feature_type: str | None) -> np.ndarray:
     """The column in the form its transformer expects (plain numpy, whatever pandas' dtypes)."""
+    if feature_type == "date":
+        return parse_dates(column).reshape(-1, 1)
     if feature_type == "numeric":
         return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64).reshape(-1, 1)
     if feature_type == "categorical":
         text = column.astype(object).where(column.notna(), MISSING_LEVEL)
         return np.asarray([str(value) for value in text], dtype=object).reshape(-1, 1)
-    # text: TfidfVectorizer takes a 1-D sequence of strings
+    # text: the vectorizers and SequenceEncoder take a 1-D sequence of strings
     return np.asarray([str(value) if pd.notna(value) else "" for value in column], dtype=object)
 
 
@@ -401,6 +639,30 @@ def _describe_feature(feature: FittedFeature) -> dict[str, Any]:
             description["mean"], description["scale"] = float(scaler.mean_[0]), float(scaler.scale_[0])
         elif isinstance(scaler, MinMaxScaler):
             description["min"], description["max"] = float(scaler.data_min_[0]), float(scaler.data_max_[0])
-    elif feature.type == "categorical":
+    elif isinstance(transformer, OneHotEncoder):
+        description["encoding"] = "dummy"
         description["levels"] = [str(level) for level in transformer.categories_[0]]
+    elif isinstance(transformer, IndexEncoder):
+        description["encoding"] = "index"
+        description["levels"] = list(transformer.levels_)  # the level at position i has id i + 2
+        description["reserved_ids"] = {str(MISSING_ID): "missing", str(OTHERS_ID): "others (rare or unseen)"}
+        description["embedding_input_dim"] = feature.embedding_input_dim
+    elif isinstance(transformer, CountVectorizer):
+        description["encoding"] = "tfidf" if isinstance(transformer, TfidfVectorizer) else "counts"
+        description["ngram_range"] = list(transformer.ngram_range)
+        description["vocabulary_size"] = len(feature.output_columns)
+    elif isinstance(transformer, SequenceEncoder):
+        description["encoding"] = "sequence"
+        # Words only; the handling's vocabulary_size counts the two reserved ids as well.
+        description["words"] = len(transformer.vocabulary_)
+        description["embedding_input_dim"] = feature.embedding_input_dim
+        description["sequence_length"] = transformer.sequence_length
+        description["reserved_ids"] = {str(MISSING_ID): "padding", str(OTHERS_ID): "out of vocabulary"}
+        description["most_frequent_tokens"] = transformer.vocabulary_[:20]  # from id 2
+        del description["output_columns"]  # one per position: says nothing the length does not
+    elif feature.type == "date":
+        scaler = transformer.named_steps["rescale"]
+        description["components"] = transformer.named_steps["components"].components
+        description["mean"] = [float(value) for value in scaler.mean_]
+        description["scale"] = [float(value) for value in scaler.scale_]
     return description

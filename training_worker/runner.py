@@ -230,13 +230,16 @@ class Runner:
 
     def _prepare_data(self) -> tuple[Preprocessing, Split, Split]:
         job = self.job
-        if job["dataset"].get("format", "csv") != "csv":
-            raise PreprocessingError(
-                f"Dataset format {job['dataset']['format']!r} is not supported; use CSV."
-            )
+        data_format = job["dataset"].get("format", "csv")  # job specs written before Parquet say csv
+        if data_format not in ("csv", "parquet"):
+            raise PreprocessingError(f"Dataset format {data_format!r} is not supported; use CSV or Parquet.")
         features = job.get("features") or []
         frame = read_dataset(
-            str(self.workdir / job["dataset"]["path"]), features, self.target, self.prediction_type
+            str(self.workdir / job["dataset"]["path"]),
+            features,
+            self.target,
+            self.prediction_type,
+            format=data_format,
         )
         frame = drop_missing_target(frame, self.target)
         train_frame, test_frame = split_train_test(
@@ -461,6 +464,8 @@ def _model_event(model: Any, preprocessing: Preprocessing) -> dict[str, Any]:
         "params": params,
         "input_shapes": {name: list(shape) for name, shape in preprocessing.input_shapes.items()},
         "n_classes": preprocessing.n_classes,
+        # Integer inputs only (categorical index, text sequence): their Embedding's input_dim.
+        "vocabularies": preprocessing.vocabularies,
     }
 
 
