@@ -19,10 +19,10 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
 from analyses import access
-from analyses.design import FEATURE_TYPES
+from analyses.design import handling_schema
 from analyses.models import ROLE_RANK, Membership, MLTask, PredictionType, Project, Role, Session
 from analyses.serializers import mltask_json, session_detail, session_summary
-from training_worker.defaults import default_feature_handling
+from analyses.statistics import COLUMN_TYPES
 
 Crumbs = list[tuple[str, str]]
 
@@ -115,7 +115,8 @@ def dataset_page(request: HttpRequest, project_id: int, dataset_id: int) -> Http
     dataset = access.get_dataset_for(request.user, dataset_id)
     _same_project(dataset.project_id, project_id)
     project = dataset.project
-    context = _project_context(request, project) | {
+    context = _project_context(request, project)
+    context |= {
         "dataset": dataset,
         "prediction_types": PredictionType.values,
         "breadcrumbs": _crumbs(project, (dataset.name, "")),
@@ -124,6 +125,9 @@ def dataset_page(request: HttpRequest, project_id: int, dataset_id: int) -> Http
             "dataset": dataset.pk,
             "name": dataset.name,
             "rows": dataset.rows,
+            "columns": dataset.columns,
+            "can_edit": context["can_edit"],
+            "column_types": list(COLUMN_TYPES),
         },
     }
     return render(request, "analyses/dataset.html", context)
@@ -178,7 +182,7 @@ def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpRe
             "project": project.pk,
             "mltask": mltask_json(mltask),
             "can_edit": context["can_edit"],
-            "feature_defaults": {kind: default_feature_handling(kind) for kind in FEATURE_TYPES},
+            "handling_schema": handling_schema(),
             # Train navigates to <sessions_base><id>/ as soon as the session exists.
             "sessions_base": reverse("project", args=[project.pk]) + "sessions/",
         },

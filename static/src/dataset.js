@@ -1,6 +1,7 @@
 // Dataset page: paged preview of the rows, and "New analysis" (an analysis plus its first ML task).
-import { getJSON, postJSON } from "./lib/api.js";
+import { getJSON, patchJSON, postJSON } from "./lib/api.js";
 import { $, busy, el, pageData, showMessage } from "./lib/dom.js";
+import { distributionChart, summaryText } from "./lib/stats.js";
 import { createMLTask, mltaskPageUrl } from "./lib/mltasks.js";
 
 const data = pageData();
@@ -70,3 +71,47 @@ $("#preview-next").addEventListener("click", () => showPage(offset + PAGE_SIZE))
 const form = $("#new-analysis");
 if (form) form.addEventListener("submit", createAnalysis);
 showPage(0);
+
+// The schema table: type (an editor may override it), counts, a summary and a mini chart.
+function renderSchema(columns) {
+  const rows = columns.map((column) => {
+    let typeCell = el("span", { className: `type type-${column.type}` }, column.type);
+    if (data.can_edit) {
+      typeCell = el("select", { "aria-label": `${column.name} type`, className: "type-select" });
+      for (const type of data.column_types) {
+        const label = type === column.inferred_type ? `${type} (inferred)` : type;
+        typeCell.append(el("option", { value: type, selected: type === column.type }, label));
+      }
+      typeCell.addEventListener("change", () => overrideType(column.name, typeCell));
+    }
+    const distinct = `${column.distinct}${column.distinct_approx ? " ≈" : ""}`;
+    return el(
+      "tr",
+      { dataset: { column: column.name } },
+      el("td", { className: "mono" }, column.name),
+      el("td", {}, typeCell),
+      el("td", { className: "num" }, column.missing),
+      el("td", { className: "num" }, distinct),
+      el("td", { className: "small" }, summaryText(column)),
+      el("td", {}, distributionChart(column)),
+    );
+  });
+  $("#schema tbody").replaceChildren(...rows);
+}
+
+async function overrideType(name, select) {
+  select.disabled = true;
+  try {
+    const dataset = await patchJSON(`/api/datasets/${data.dataset}/`, { columns: [{ name, type: select.value }] });
+    data.columns = dataset.columns;
+    renderSchema(data.columns);
+    showMessage(`Column ${name} is now ${select.value}.`, "ok");
+  } catch (error) {
+    renderSchema(data.columns); // back to the stored type
+    showMessage(error.message, "error");
+  } finally {
+    select.disabled = false;
+  }
+}
+
+if (data.columns) renderSchema(data.columns);

@@ -56,7 +56,7 @@ const editor = createCodeEditor($("#architecture-editor"), {
 
 const featuresEditor = createFeaturesEditor($("#features-table tbody"), {
   features: data.mltask.features ?? [],
-  defaults: data.feature_defaults,
+  schema: data.handling_schema,
   readOnly: !canEdit,
   onChange: () => refreshDirty(),
 });

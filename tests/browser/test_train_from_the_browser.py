@@ -77,6 +77,10 @@ def test_features_and_split_are_edited_on_the_design_page(studio, page):
     other.get_by_label("mean texture missing value").dispatch_event("change")
     other.get_by_label("mean texture input name").fill("texture")
     assert "texture" in page.locator("#inputs-summary").inner_text()
+    area = page.locator('#features-table tr[data-feature="worst area"]')
+    area.get_by_label("worst area type").select_option("categorical")
+    area.get_by_label("worst area encoding").select_option("index")
+    assert area.get_by_label("worst area input name").input_value() == "worst_area_ids"
     page.fill("#split-ratio", "0.7")
     page.uncheck("#split-stratify")
     page.click("#save")
@@ -92,4 +96,7 @@ def test_features_and_split_are_edited_on_the_design_page(studio, page):
         "missing_value": -1.0,
     }
     assert features["mean texture"]["input"] == "texture"
+    assert features["worst area"]["type"] == "categorical"
+    assert features["worst area"]["handling"] == {"encoding": "index", "max_levels": 1000}
+    assert features["worst area"]["input"] == "worst_area_ids"
     page.screenshot(path=str(ARTIFACTS / "browser-features-edited.png"), full_page=True)

@@ -1,19 +1,19 @@
 // The Features table of the ML task page: per column role, type, handling and model input name.
-// Renders from the design's `features` list and reads back a list of the same shape.
+// The handling controls come from the server's schema (analyses/design.py handling_schema), the
+// same tables the API validates against, so the page offers exactly what will be accepted.
 import { el } from "./dom.js";
 
 const ROLES = ["input", "reject"];
-const TYPES = ["numeric", "categorical", "text"];
-// Choices per handling option; numbers are edited in number inputs.
-const CHOICES = {
-  rescaling: ["standard", "minmax", "none"],
-  missing: ["mean", "median", "constant"],
+const LABELS = {
+  missing_value: "value",
+  max_levels: "max levels",
+  max_features: "max features",
+  ngram_max: "n-grams up to",
+  vocabulary_size: "vocabulary",
+  sequence_length: "length",
 };
-const NUMBERS = {
-  missing_value: { label: "value", step: "any" },
-  max_levels: { label: "max levels", step: "1", min: "1" },
-  max_features: { label: "max features", step: "1", min: "1" },
-};
+// Integer encodings feed an Embedding layer and need a model input of their own.
+const INTEGER_ENCODINGS = { categorical: "index", text: "sequence" };
 
 function select(values, value, label, disabled) {
   const node = el("select", { disabled, "aria-label": label });
@@ -21,24 +21,16 @@ function select(values, value, label, disabled) {
   return node;
 }
 
-function numberInput(option, value, label, disabled) {
-  const spec = NUMBERS[option];
-  return el("input", {
-    type: "number",
-    step: spec.step,
-    min: spec.min ?? "",
-    value: value ?? "",
-    disabled,
-    className: "input-narrow",
-    "aria-label": label,
-  });
+// The options to show for a handling: its encoding's options, else every option of the type.
+function shownOptions(typeSchema, handling) {
+  const encoding = typeSchema.encodings[handling.encoding];
+  return encoding ? encoding.options : Object.keys(typeSchema.options);
 }
 
-// One row's controls; `read()` gives the feature back with what the user chose.
-function featureRow(feature, defaults, readOnly, onChange) {
+function featureRow(feature, schema, readOnly, onChange) {
   let handling = { ...feature.handling };
   const role = select(ROLES, feature.role, `${feature.name} role`, readOnly);
-  const type = select(TYPES, feature.type, `${feature.name} type`, readOnly);
+  const type = select(Object.keys(schema), feature.type, `${feature.name} type`, readOnly);
   const input = el("input", {
     type: "text",
     value: feature.input || "main",
@@ -57,28 +49,74 @@ function featureRow(feature, defaults, readOnly, onChange) {
     el("td", {}, input),
   );
 
-  function drawHandling() {
-    handlingCell.replaceChildren();
-    for (const [option, value] of Object.entries(handling)) {
-      if (option === "encoding") {
-        handlingCell.append(el("span", { className: "muted" }, `${value} `));
-        continue;
-      }
-      if (option === "missing_value" && handling.missing !== "constant") continue;
-      const label = `${feature.name} ${option.replace("_", " ")}`;
-      const control = CHOICES[option]
-        ? select(CHOICES[option], value, label, readOnly)
-        : numberInput(option, value, label, readOnly);
-      control.addEventListener("change", () => {
-        handling[option] = CHOICES[option] ? control.value : Number(control.value);
-        if (option === "missing") {
-          if (control.value === "constant" && handling.missing_value === undefined) handling.missing_value = 0;
-          drawHandling();
+  function control(option, spec, typeSchema) {
+    const label = `${feature.name} ${option.replaceAll("_", " ")}`;
+    if (spec.choices) {
+      const node = select(spec.choices, handling[option], label, readOnly);
+      node.addEventListener("change", () => {
+        if (option === "encoding") {
+          handling = { ...typeSchema.encodings[node.value].default }; // other options would not apply
+          if (INTEGER_ENCODINGS[type.value] === node.value && input.value === "main") {
+            input.value = `${feature.name.replace(/\W+/g, "_")}_ids`; // an input of its own
+          }
+        } else {
+          handling[option] = node.value;
+          if (option === "missing" && node.value === "constant") handling.missing_value ??= 0;
+          if (option === "missing" && node.value !== "constant") delete handling.missing_value;
         }
+        draw();
         onChange();
       });
-      const name = NUMBERS[option]?.label ?? option;
-      handlingCell.append(el("label", { className: "handling-option" }, `${name} `, control));
+      return node;
+    }
+    if (spec.multi) {
+      const box = el("span", { className: "multi", role: "group", "aria-label": label });
+      for (const choice of spec.multi) {
+        const check = el("input", {
+          type: "checkbox",
+          checked: (handling[option] || []).includes(choice),
+          disabled: readOnly,
+          "aria-label": `${feature.name} ${choice}`,
+        });
+        check.addEventListener("change", () => {
+          const chosen = new Set(handling[option] || []);
+          if (check.checked) chosen.add(choice);
+          else chosen.delete(choice);
+          handling[option] = spec.multi.filter((c) => chosen.has(c));
+          onChange();
+        });
+        box.append(el("label", { className: "check" }, check, choice));
+      }
+      return box;
+    }
+    const node = el("input", {
+      type: "number",
+      step: Number.isInteger(spec.min) ? "1" : "any",
+      min: spec.min > -1e100 ? String(spec.min) : "",
+      max: spec.max < 1e100 ? String(spec.max) : "",
+      value: handling[option] ?? "",
+      placeholder: handling[option] === undefined ? "default" : "",
+      disabled: readOnly,
+      className: "input-narrow",
+      "aria-label": label,
+    });
+    node.addEventListener("change", () => {
+      if (node.value === "") delete handling[option];
+      else handling[option] = Number(node.value);
+      onChange();
+    });
+    return node;
+  }
+
+  function draw() {
+    const typeSchema = schema[type.value];
+    handlingCell.replaceChildren();
+    for (const option of shownOptions(typeSchema, handling)) {
+      if (option === "missing_value" && handling.missing !== "constant") continue;
+      const name = LABELS[option] ?? option;
+      handlingCell.append(
+        el("label", { className: "handling-option" }, `${name} `, control(option, typeSchema.options[option], typeSchema)),
+      );
     }
   }
 
@@ -87,23 +125,19 @@ function featureRow(feature, defaults, readOnly, onChange) {
     onChange();
   });
   type.addEventListener("change", () => {
-    handling = { ...defaults[type.value] }; // another type has other options
-    drawHandling();
+    handling = { ...schema[type.value].default }; // another type has other options
+    draw();
     onChange();
   });
   input.addEventListener("input", onChange);
   row.classList.toggle("row-muted", feature.role === "reject");
-  drawHandling();
+  draw();
 
-  const read = () => {
-    const chosen = { ...handling };
-    if (chosen.missing !== "constant") delete chosen.missing_value;
-    return { ...feature, role: role.value, type: type.value, handling: chosen, input: input.value.trim() };
-  };
+  const read = () => ({ ...feature, role: role.value, type: type.value, handling: { ...handling }, input: input.value.trim() });
   return { row, read };
 }
 
-export function createFeaturesEditor(tbody, { features, defaults, readOnly, onChange }) {
+export function createFeaturesEditor(tbody, { features, schema, readOnly, onChange }) {
   let rows = [];
   const inputsSummary = document.getElementById("inputs-summary");
 
@@ -127,7 +161,7 @@ export function createFeaturesEditor(tbody, { features, defaults, readOnly, onCh
   }
 
   function set(list) {
-    rows = list.map((feature) => featureRow(feature, defaults, readOnly, changed));
+    rows = list.map((feature) => featureRow(feature, schema, readOnly, changed));
     tbody.replaceChildren(...rows.map((r) => r.row));
     summarise();
   }
