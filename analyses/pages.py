@@ -45,6 +45,21 @@ def _crumbs(project: Project, *more: tuple[str, str]) -> Crumbs:
     return [("Projects", reverse("home")), (project.name, reverse("project", args=[project.pk])), *more]
 
 
+def _last_model(mltask: MLTask) -> dict | None:
+    """Input shapes and vocabularies of the latest session that built its model (exact for that design)."""
+    built = mltask.sessions.filter(model_info__isnull=False).order_by("-id")
+    session = built.only("id", "model_info").first()
+    if session is None:
+        return None
+    info = session.model_info or {}
+    return {
+        "session": session.pk,
+        "input_shapes": info.get("input_shapes", {}),
+        "vocabularies": info.get("vocabularies", {}),
+        "params": info.get("params"),
+    }
+
+
 def _handling_text(handling: Any) -> str:
     """Feature handling is a small dict such as {"rescaling": "standard"}; shown as key: value."""
     if isinstance(handling, dict):
@@ -183,6 +198,7 @@ def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpRe
             "mltask": mltask_json(mltask),
             "can_edit": context["can_edit"],
             "handling_schema": handling_schema(),
+            "last_model": _last_model(mltask),
             # Train navigates to <sessions_base><id>/ as soon as the session exists.
             "sessions_base": reverse("project", args=[project.pk]) + "sessions/",
         },

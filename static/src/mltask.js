@@ -57,6 +57,7 @@ const editor = createCodeEditor($("#architecture-editor"), {
 const featuresEditor = createFeaturesEditor($("#features-table tbody"), {
   features: data.mltask.features ?? [],
   schema: data.handling_schema,
+  lastModel: data.last_model,
   readOnly: !canEdit,
   onChange: () => refreshDirty(),
 });

@@ -137,7 +137,7 @@ function featureRow(feature, schema, readOnly, onChange) {
   return { row, read };
 }
 
-export function createFeaturesEditor(tbody, { features, schema, readOnly, onChange }) {
+export function createFeaturesEditor(tbody, { features, schema, readOnly, onChange, lastModel }) {
   let rows = [];
   const inputsSummary = document.getElementById("inputs-summary");
 
@@ -148,10 +148,15 @@ export function createFeaturesEditor(tbody, { features, schema, readOnly, onChan
       if (feature.role !== "input") continue;
       byInput.set(feature.input, (byInput.get(feature.input) || 0) + 1);
     }
+    // Shapes are exact only once preprocessing was fitted: shown from the latest session's model.
+    const shapes = lastModel?.input_shapes || {};
+    const vocabularies = lastModel?.vocabularies || {};
     inputsSummary.replaceChildren(
-      ...[...byInput].map(([name, count]) =>
-        el("li", {}, el("code", {}, name), ` ← ${count} feature${count === 1 ? "" : "s"}`),
-      ),
+      ...[...byInput].map(([name, count]) => {
+        const shape = shapes[name] ? ` · shape (${shapes[name].join(", ")},)` : "";
+        const vocabulary = vocabularies[name] ? ` · Embedding input_dim ${vocabularies[name]}` : "";
+        return el("li", {}, el("code", {}, name), ` ← ${count} feature${count === 1 ? "" : "s"}${shape}${vocabulary}`);
+      }),
     );
   }
 
