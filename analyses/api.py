@@ -402,6 +402,7 @@ class MLTaskEdit(Schema):
     version: int
     prediction_type: str | None = None
     architecture_code: str | None = None
+    preprocessing_code: str | None = None  # the Preprocessing tab (preprocess_image for custom images)
     training: dict[str, Any] | None = None
     features: list[dict[str, Any]] | None = None
     split: dict[str, Any] | None = None
@@ -423,12 +424,16 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
             changes["architecture_code"] = default_architecture_code(new_type)
     if payload.architecture_code is not None:
         changes["architecture_code"] = payload.architecture_code
+    if payload.preprocessing_code is not None:
+        changes["preprocessing_code"] = payload.preprocessing_code
     if payload.training is not None:
         changes["training"] = clean_training(payload.training, mltask.training)
     if payload.features is not None:
         changes["features"] = clean_features(payload.features, dataset, mltask.target)
     if payload.split is not None:
-        changes["split"] = clean_split(payload.split, mltask.split)
+        changes["split"] = clean_split(
+            payload.split, mltask.split, dataset, mltask.target, changes.get("features", mltask.features)
+        )
     if payload.metric is not None:
         changes["metric"] = payload.metric
     # Compare-and-set on the version: a stale save is refused, never silently merged.

@@ -7,6 +7,7 @@ uploaded before that are CSV files, recognised by their suffix, and keep being r
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,10 +17,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.conf import settings
 
-from analyses import ingest, statistics
+from analyses import images, ingest, statistics
 from analyses.ingest import DatasetError
 from analyses.models import Dataset, PredictionType
 from training_worker.dataset_files import dataset_format, read_columns
+
+# An image zip may expand to this many times the upload limit (a zip bomb is refused before that).
+IMAGE_EXPANSION = 20
 
 __all__ = ["DatasetError", "guess_prediction_type", "read_rows", "read_target", "store_dataset"]
 
@@ -85,14 +89,27 @@ def store_dataset(project, path: Path, filename: str, name: str, user, size_byte
     os.close(handle)
     converted = Path(converted_path)
     dataset = None
+    staging: Path | None = None  # an image dataset's folder until the dataset has its id
     try:
-        result = ingest.convert(Path(path), filename, converted)
+        image_columns: list[str] = []
+        if images.is_zip(Path(path), filename):
+            staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=_images_root()))
+            staging.rmdir()  # extract creates it: a failure before leaves nothing to remove
+            extracted = images.extract(
+                Path(path), filename, staging, converted, IMAGE_EXPANSION * settings.MAX_UPLOAD_BYTES
+            )
+            rows, image_columns = extracted.rows, extracted.image_columns
+        else:
+            rows = ingest.convert(Path(path), filename, converted).rows
         columns = statistics.describe_columns(converted)
+        for column in columns:
+            if column["name"] in image_columns:  # file names found in the folder
+                column["type"] = column["inferred_type"] = "image"
         dataset = Dataset(
             project=project,
             name=(name.strip() or _stem(filename))[:200],
             original_filename=filename,
-            rows=result.rows,
+            rows=rows,
             columns=columns,
             size_bytes=size_bytes,
             created_by=user,
@@ -100,18 +117,36 @@ def store_dataset(project, path: Path, filename: str, name: str, user, size_byte
         with open(converted, "rb") as stored:
             dataset.file.save(f"{project.pk}-{_stem(filename)}.parquet", File(stored), save=False)
         dataset.save()
+        if staging is not None:
+            final = _images_root() / f"{dataset.pk}-images"
+            staging.rename(final)
+            staging = None
+            dataset.images_dir = final.relative_to(settings.MEDIA_ROOT).as_posix()
+            dataset.save(update_fields=["images_dir"])
         return dataset
     except Exception:
         if dataset is not None and dataset.file:
             dataset.file.delete(save=False)
+        if dataset is not None and dataset.pk:
+            dataset.delete()
+        if dataset is not None and dataset.images_path is not None:
+            shutil.rmtree(dataset.images_path, ignore_errors=True)
         raise
     finally:
         converted.unlink(missing_ok=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _images_root() -> Path:
+    root = Path(settings.MEDIA_ROOT) / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def _stem(filename: str) -> str:
     name = filename
-    for suffix in (".gz", ".csv", ".tsv", ".txt", ".parquet", ".pq"):
+    for suffix in (".zip", ".gz", ".csv", ".tsv", ".txt", ".parquet", ".pq"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name or "dataset"

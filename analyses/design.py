@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from analyses.models import Dataset, PredictionType
 from training_worker.defaults import (
     DATE_COMPONENTS,
+    IMAGE_LOADERS,
     default_architecture_code,
     default_feature_handling,
     default_training,
@@ -14,11 +16,22 @@ from training_worker.defaults import (
     is_integer_encoded,
 )
 
-DEFAULT_SPLIT = {"train_ratio": 0.8, "seed": 1337, "stratify": True}
+DEFAULT_SAMPLING = {"method": "all"}
+DEFAULT_SPLIT = {
+    "mode": "random",
+    "train_ratio": 0.8,
+    "seed": 1337,
+    "stratify": True,
+    "sampling": DEFAULT_SAMPLING,
+}
+SPLIT_MODES = ("random", "explicit")
+SAMPLING_METHODS = ("all", "head", "random")
+MIN_SAMPLE_ROWS = 2
+MAX_SAMPLE_ROWS = 1_000_000_000
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1_000_000
 FEATURE_ROLES = ("input", "reject")
-FEATURE_TYPES = ("numeric", "categorical", "text", "date")
+FEATURE_TYPES = ("numeric", "categorical", "text", "date", "image")
 TARGET_RESCALINGS = ("standard", "none")
 
 
@@ -39,7 +52,8 @@ def default_features(dataset: Dataset, target: str) -> list[dict]:
                 "role": "input",
                 "type": column_type,
                 "handling": default_feature_handling(column_type),
-                "input": "main",
+                # An image is (height, width, channels): it cannot be concatenated with other columns.
+                "input": image_input_name(column["name"]) if column_type == "image" else "main",
             }
         )
     return features
@@ -48,7 +62,7 @@ def default_features(dataset: Dataset, target: str) -> list[dict]:
 def default_design(dataset: Dataset, target: str, prediction_type: str) -> dict[str, Any]:
     return {
         "features": default_features(dataset, target),
-        "split": dict(DEFAULT_SPLIT),
+        "split": {**DEFAULT_SPLIT, "sampling": dict(DEFAULT_SAMPLING)},
         "architecture_code": default_architecture_code(prediction_type),
         "training": default_training(),
         "metric": default_metric(prediction_type),
@@ -73,17 +87,90 @@ def clean_training(training: Any, current: dict) -> dict:
     return merged
 
 
-def clean_split(split: Any, current: dict) -> dict:
+def clean_split(
+    split: Any,
+    current: dict,
+    dataset: Dataset | None = None,
+    target: str | None = None,
+    features: list[dict] | None = None,
+) -> dict:
+    """The split: ``mode`` random (``train_ratio``, ``seed``, ``stratify``) or explicit
+    (``test_dataset``: the id of another dataset of the same project holding the input columns and
+    the target), and ``sampling`` of the dataset before splitting (``all``; ``head``: its first
+    ``rows`` rows; ``random``: ``rows`` rows drawn with ``seed``). ``dataset``, ``target`` and
+    ``features`` (the ML task's) let an explicit test dataset be checked."""
     if not isinstance(split, dict):
-        raise DesignError('split must be an object such as {"train_ratio": 0.8, "seed": 1337}.')
+        raise DesignError(
+            'split must be an object such as {"mode": "random", "train_ratio": 0.8, "seed": 1337}.'
+        )
     merged = {**current, **split}
-    ratio = merged.get("train_ratio")
-    if not isinstance(ratio, int | float) or not 0.05 <= float(ratio) <= 0.95:
+    mode = merged.setdefault("mode", "random")
+    if mode not in SPLIT_MODES:
+        raise DesignError(
+            'split.mode must be "random" (train_ratio, seed, stratify) or "explicit" (test_dataset).'
+        )
+    ratio = merged.get("train_ratio", DEFAULT_SPLIT["train_ratio"])
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.05 <= float(ratio) <= 0.95:
         raise DesignError("split.train_ratio must be a number between 0.05 and 0.95.")
     merged["train_ratio"] = float(ratio)
     merged["seed"] = _bounded_int(merged.get("seed", 1337), "split.seed", 0, 2**31 - 1)
     merged["stratify"] = bool(merged.get("stratify", True))
+    merged["sampling"] = _clean_sampling(merged.get("sampling"))
+    if mode == "explicit":
+        merged["test_dataset"] = _clean_test_dataset(merged.get("test_dataset"), dataset, target, features)
+    else:
+        merged.pop("test_dataset", None)
     return merged
+
+
+def _clean_sampling(sampling: Any) -> dict:
+    if sampling is None:
+        return dict(DEFAULT_SAMPLING)
+    if not isinstance(sampling, dict):
+        raise DesignError('split.sampling must be an object such as {"method": "head", "rows": 100000}.')
+    method = sampling.get("method", "all")
+    if method not in SAMPLING_METHODS:
+        raise DesignError(
+            'split.sampling.method must be "all", "head" (the first N rows) or "random" (N rows).'
+        )
+    if method == "all":
+        return {"method": "all"}
+    cleaned = {
+        "method": method,
+        "rows": _bounded_int(sampling.get("rows"), "split.sampling.rows", MIN_SAMPLE_ROWS, MAX_SAMPLE_ROWS),
+    }
+    if method == "random":
+        cleaned["seed"] = _bounded_int(sampling.get("seed", 1337), "split.sampling.seed", 0, 2**31 - 1)
+    return cleaned
+
+
+def _clean_test_dataset(
+    test_id: Any, dataset: Dataset | None, target: str | None, features: list[dict] | None
+) -> int:
+    if isinstance(test_id, bool) or not isinstance(test_id, int):
+        raise DesignError(
+            'split.test_dataset must be the id of a dataset of this project when mode is "explicit".'
+        )
+    if dataset is None:
+        return test_id
+    if test_id == dataset.pk:
+        raise DesignError(
+            f"split.test_dataset: dataset {dataset.name!r} is the one being trained on; "
+            "choose another dataset of the project, or the random split."
+        )
+    test = Dataset.objects.filter(pk=test_id, project_id=dataset.project_id).first()
+    if test is None:
+        raise DesignError(f"split.test_dataset: there is no dataset {test_id} in this project.")
+    needed = [f["name"] for f in features or [] if f.get("role", "input") == "input"]
+    needed += [target] if target else []
+    have = {c["name"] for c in test.columns}
+    missing = [name for name in needed if name not in have]
+    if missing:
+        raise DesignError(
+            f"split.test_dataset: dataset {test.name!r} lacks the column(s) "
+            f"{', '.join(repr(m) for m in missing)} that the ML task needs (its inputs and target)."
+        )
+    return test_id
 
 
 def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
@@ -121,7 +208,30 @@ def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
     if not any(f["role"] == "input" for f in cleaned):
         raise DesignError("features: at least one column must have role input.")
     _check_integer_inputs(cleaned)
+    _check_image_inputs(cleaned)
     return cleaned
+
+
+def image_input_name(feature: str) -> str:
+    """The default input of an image feature: its own, named after it."""
+    name = re.sub(r"\W+", "_", feature).strip("_") or "image"
+    return name if name.isidentifier() else f"image_{name}"
+
+
+def _check_image_inputs(features: list[dict]) -> None:
+    by_input: dict[str, list[dict]] = {}
+    for feature in features:
+        if feature["role"] == "input":
+            by_input.setdefault(feature["input"], []).append(feature)
+    for input_name, members in by_input.items():
+        images = [f["name"] for f in members if f["type"] == "image"]
+        if images and len(members) > 1:
+            names = ", ".join(repr(f["name"]) for f in members)
+            raise DesignError(
+                f"features: input {input_name!r} receives {names}, but an image (height, width, channels) "
+                f"needs an input of its own: {', '.join(map(repr, images))}. Set the input of "
+                f"{images[0]!r} to a new name such as {image_input_name(images[0])!r}."
+            )
 
 
 def _check_integer_inputs(features: list[dict]) -> None:
@@ -159,8 +269,18 @@ HANDLING_OPTIONS: dict[str, dict[str, tuple]] = {
         "sequence_length": (1, 10_000),
     },
     "date": {"components": DATE_COMPONENTS},
+    "image": {
+        "loader": IMAGE_LOADERS,  # custom: preprocess_image(path) of the Preprocessing tab
+        "height": (1, 4096),
+        "width": (1, 4096),
+        "channels": (1, 4),  # 1 grayscale, 3 RGB, 4 RGBA
+        "scale": (True, False),
+    },
 }
 LIST_OPTIONS = ("components",)
+BOOLEAN_OPTIONS = ("scale",)
+# Options of the default image loader; a custom loader's preprocess_image decides all of that itself.
+DEFAULT_LOADER_OPTIONS = ("height", "width", "channels", "scale")
 # The options each encoding accepts (other types accept all of theirs): an option of another
 # encoding would silently do nothing, so it is refused rather than kept.
 ENCODING_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -186,6 +306,15 @@ def clean_handling(name: str, feature_type: str, handling: Any) -> dict:
         )
     cleaned = default_feature_handling(feature_type, encoding if "encoding" in options else None)
     encoding = cleaned.get("encoding")
+    if feature_type == "image" and handling.get("loader") == "custom":
+        # The default loader's options do not apply (the UI keeps them when the loader changes).
+        unknown = [o for o in handling if o not in ("loader", *DEFAULT_LOADER_OPTIONS)]
+        if unknown:
+            raise DesignError(
+                f"features: image handling of {name!r} has no option {unknown[0]!r}; options are "
+                f"loader, {', '.join(DEFAULT_LOADER_OPTIONS)}."
+            )
+        return {"loader": "custom"}
     accepted_options = ENCODING_OPTIONS.get((feature_type, encoding), tuple(options))
     for option, value in handling.items():
         if option not in accepted_options:
@@ -206,6 +335,10 @@ def clean_handling(name: str, feature_type: str, handling: Any) -> dict:
                     f"got {value!r}."
                 )
             value = [item for item in allowed if item in value]  # canonical order, no duplicates
+        elif option in BOOLEAN_OPTIONS:
+            value = {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+            if not isinstance(value, bool):
+                raise DesignError(f"features: {option} of {name!r} must be true or false; got {value!r}.")
         elif isinstance(allowed[0], str):
             if value not in allowed:
                 raise DesignError(
@@ -223,6 +356,10 @@ def clean_handling(name: str, feature_type: str, handling: Any) -> dict:
                 kind = "a number" if number_type is float else f"a whole number from {low} to {high}"
                 raise DesignError(f"features: {option} of {name!r} must be {kind}; got {value!r}.")
             value = number_type(value)
+            if option == "channels" and value == 2:
+                raise DesignError(
+                    f"features: channels of {name!r} must be 1 (grayscale), 3 (RGB) or 4 (RGBA); got 2."
+                )
         cleaned[option] = value
     return cleaned
 
@@ -248,6 +385,8 @@ def handling_schema() -> dict[str, dict]:
         for option, allowed in options.items():
             if option in LIST_OPTIONS:
                 specs[option] = {"multi": list(allowed)}
+            elif option in BOOLEAN_OPTIONS:
+                specs[option] = {"choices": [True, False]}
             elif isinstance(allowed[0], str):
                 specs[option] = {"choices": list(allowed)}
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -62,11 +63,18 @@ class Dataset(models.Model):
     rows = models.PositiveBigIntegerField(default=0)
     columns = models.JSONField(default=list)  # [{name, type, missing, distinct}]
     size_bytes = models.PositiveBigIntegerField(default=0)
+    # Image datasets: the managed folder holding the images, relative to MEDIA_ROOT ("" for none).
+    images_dir = models.CharField(max_length=255, blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def column(self, name: str) -> dict | None:
         return next((c for c in self.columns if c["name"] == name), None)
+
+    @property
+    def images_path(self) -> Path | None:
+        """The folder of an image dataset's images; None for a dataset without images."""
+        return Path(settings.MEDIA_ROOT) / self.images_dir if self.images_dir else None
 
 
 class Analysis(models.Model):
@@ -97,6 +105,8 @@ class MLTask(models.Model):
     features = models.JSONField(default=list)
     split = models.JSONField(default=dict)
     architecture_code = models.TextField()
+    # The Preprocessing tab: preprocess_image(path) for image features with the custom loader.
+    preprocessing_code = models.TextField(blank=True, default="")
     training = models.JSONField(default=dict)
     metric = models.CharField(max_length=50, blank=True)
     version = models.PositiveIntegerField(default=1)
@@ -118,6 +128,7 @@ class MLTask(models.Model):
             "features": self.features,
             "split": self.split,
             "architecture_code": self.architecture_code,
+            "preprocessing_code": self.preprocessing_code,
             "training": self.training,
             "metric": self.metric,
         }

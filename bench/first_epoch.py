@@ -1,6 +1,6 @@
 """Seconds from Train (POST /api/mltasks/{id}/sessions/) to the first `epoch` websocket message.
 
-Embedded mode always; Redis mode (daphne + Celery worker + Redis + PostgreSQL) when REDIS_URL and
+Embedded mode always; Redis mode (uvicorn + Celery worker + Redis + PostgreSQL) when REDIS_URL and
 DATABASE_URL are set. The bare-Keras baseline in the same run is the time a fresh Python process
 takes to import TensorFlow + Keras, build the same default model and finish one epoch on the same
 data: the floor any design that starts a process per session pays.

@@ -152,7 +152,7 @@ def _fresh_postgres(database_url: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def distributed_studio(data_dir: Path, redis_url: str, database_url: str) -> Iterator[Studio]:
-    """Web (daphne) + a Celery worker process, on real Redis and PostgreSQL."""
+    """Web (uvicorn) + a Celery worker process, on real Redis and PostgreSQL."""
     with _fresh_postgres(database_url) as database:
         port = free_port()
         studio = Studio(f"http://127.0.0.1:{port}", data_dir, _base_env(data_dir), mode="distributed")

@@ -25,7 +25,9 @@ def build_model(input_shapes, n_classes):
     """Return a Keras model. input_shapes maps each input name (e.g. "main") to its shape."""
     # One keras.Input per preprocessing input; features go to "main" unless routed elsewhere.
     inputs = [keras.Input(shape=shape, name=name) for name, shape in input_shapes.items()]
-    x = inputs[0] if len(inputs) == 1 else keras.layers.Concatenate()(inputs)
+    # Images (height, width, channels) are flattened; a convolution would suit them better.
+    flat = [keras.layers.Flatten()(i) if len(i.shape) > 2 else i for i in inputs]
+    x = flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat)
     x = keras.layers.Dense(64, activation="relu")(x)
     x = keras.layers.Dropout(0.2)(x)
     x = keras.layers.Dense(32, activation="relu")(x)
@@ -81,7 +83,10 @@ _FEATURE_HANDLING: dict[str, dict[str, Any]] = {
     "categorical": _ENCODING_HANDLING["categorical"]["dummy"],
     "text": _ENCODING_HANDLING["text"]["tfidf"],
     "date": {"components": list(DATE_COMPONENTS)},
+    # channels: 1 grayscale, 3 RGB, 4 RGBA; scale: divide by 255 (values in [0, 1]).
+    "image": {"loader": "default", "height": 32, "width": 32, "channels": 3, "scale": True},
 }
+IMAGE_LOADERS = ("default", "custom")
 
 # Encodings that give integer ids for a keras.layers.Embedding: such a feature needs a model input
 # of its own, because an Embedding takes one integer input and floats cannot be mixed into it.
@@ -94,7 +99,7 @@ def feature_encodings(column_type: str) -> tuple[str, ...]:
 
 
 def default_feature_handling(column_type: str, encoding: str | None = None) -> dict[str, Any]:
-    """The handling of an input feature of ``column_type`` (numeric | categorical | text | date).
+    """The handling of an input feature of ``column_type`` (numeric | categorical | text | date | image).
 
     ``encoding`` (categorical: dummy | index; text: tfidf | counts | sequence) gives that encoding's
     defaults instead of the type's default encoding.

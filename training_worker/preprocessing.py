@@ -54,12 +54,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
-from training_worker.dataset_files import read_columns
+from training_worker.dataset_files import read_columns, sample_positions
 from training_worker.defaults import DATE_COMPONENTS, default_feature_handling, is_integer_encoded
 
 DEFAULT_INPUT = "main"
 MISSING_LEVEL = "(missing)"
-FEATURE_TYPES = ("numeric", "categorical", "text", "date")
+FEATURE_TYPES = ("numeric", "categorical", "text", "date", "image")
+# Preprocessed images larger than this go to a memory-mapped .npy file in the work dir, not RAM.
+IMAGE_MEMMAP_BYTES = 256 * 1024 * 1024
 CATEGORICAL_ENCODINGS = ("dummy", "index")
 TEXT_ENCODINGS = ("tfidf", "counts", "sequence")
 # Reserved ids of the integer encodings (an Embedding's rows 0 and 1); real levels or words from 2.
@@ -89,6 +91,11 @@ class FittedFeature:
     def integer_encoded(self) -> bool:
         """Integer ids for an Embedding (categorical index, text sequence) rather than floats."""
         return is_integer_encoded(self.type, self.handling)
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """(height, width, channels) of an image feature; None for other types."""
+        return self.transformer.shape_ if isinstance(self.transformer, ImageLoader) else None
 
     @property
     def embedding_input_dim(self) -> int | None:
@@ -154,6 +161,7 @@ class Preprocessing:
         prediction_type: str,
         classes: list[Any] | None = None,
         target_rescaling: str | None = None,
+        preprocessing_code: str = "",
     ) -> Preprocessing:
         """Fit on the train split; ``target_rescaling`` (standard by default) only applies to regression."""
         _check_classes(prediction_type, classes)
@@ -166,6 +174,7 @@ class Preprocessing:
                 "Set at least one feature to 'input' in the Features handling."
             )
         _check_integer_inputs(inputs)  # before fitting: a mistake in the design, not in the data
+        _check_image_inputs(inputs)
         missing = [spec["name"] for spec in inputs if spec["name"] not in frame.columns]
         if missing:
             raise PreprocessingError(
@@ -178,7 +187,10 @@ class Preprocessing:
             classes=None if classes is None else [str(label) for label in classes],
         )
         for spec in inputs:
-            preprocessing.features.append(_fit_feature(frame[spec["name"]], spec))
+            if spec.get("type") == "image":
+                preprocessing.features.append(_fit_image(frame[spec["name"]], spec, preprocessing_code))
+            else:
+                preprocessing.features.append(_fit_feature(frame[spec["name"]], spec))
         if prediction_type == "regression":
             if target not in frame.columns:
                 raise PreprocessingError(f"The target column {target!r} is not in the dataset.")
@@ -193,8 +205,11 @@ class Preprocessing:
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shape of each input without the batch dimension, e.g. ``{"main": (30,)}``."""
+        images = {f.input: f.image_shape for f in self.features if f.image_shape is not None}
         return {
-            name: (sum(len(f.output_columns) for f in self.features if f.input == name),)
+            name: images[name]
+            if name in images
+            else (sum(len(f.output_columns) for f in self.features if f.input == name),)
             for name in self.input_names
         }
 
@@ -221,6 +236,11 @@ class Preprocessing:
                 raise PreprocessingError(
                     f"Column {feature.name!r} is missing; the model was trained with it."
                 )
+            if (
+                feature.type == "image"
+            ):  # alone in its input: (n, height, width, channels), maybe memory-mapped
+                blocks[feature.input].append(feature.transformer.transform(frame[feature.name].to_numpy()))
+                continue
             values = _column_values(frame[feature.name], feature.type)
             transformed = feature.transformer.transform(values)
             if hasattr(transformed, "toarray"):  # TF-IDF and counts output is sparse
@@ -228,7 +248,9 @@ class Preprocessing:
             dtype = np.int32 if feature.input in integer else np.float32
             blocks[feature.input].append(np.asarray(transformed, dtype=dtype))
         return {
-            name: np.hstack(parts).astype(np.int32 if name in integer else np.float32, copy=False)
+            name: parts[0]
+            if parts[0].ndim > 2
+            else np.hstack(parts).astype(np.int32 if name in integer else np.float32, copy=False)
             for name, parts in blocks.items()
         }
 
@@ -289,15 +311,34 @@ def read_dataset(
     target: str,
     prediction_type: str,
     format: str = "csv",
+    sampling: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Read the dataset with categorical and text columns (and a class target) kept as text."""
+    """Read the dataset with categorical and text columns (and a class target) kept as text.
+
+    ``sampling`` (the split's): ``{"method": "all"}`` (the default), ``{"method": "head", "rows":
+    N}`` (the first N rows: Parquet reads only the row groups holding them, CSV stops after N rows)
+    or ``{"method": "random", "rows": N, "seed": S}`` (N rows drawn without replacement, kept in file
+    order, the same rows for a given seed whatever the format; Parquet holds one row group at a time
+    beyond the sample, CSV is read whole first). N at least the row count means every row.
+    """
     as_text = {spec["name"] for spec in features if spec.get("type") in ("categorical", "text", "date")}
     if prediction_type != "regression":
         as_text.add(target)
+    sampling = sampling or {}
+    method = sampling.get("method", "all")
+    if method not in ("all", "head", "random"):
+        raise PreprocessingError(f'Sampling method {method!r} is unknown; use "all", "head" or "random".')
+    if method != "all" and (not isinstance(sampling.get("rows"), int) or sampling["rows"] < 1):
+        raise PreprocessingError(f"Sampling {method!r} needs a whole number of rows of at least 1.")
     if format == "parquet":
-        frame = read_columns(path, as_text=as_text, format="parquet")  # type: ignore[arg-type]
+        frame = read_columns(path, as_text=as_text, format="parquet", sampling=sampling)  # type: ignore[arg-type]
     else:
-        frame = pd.read_csv(path, dtype=dict.fromkeys(as_text, object), low_memory=False)
+        nrows = sampling["rows"] if method == "head" else None
+        frame = pd.read_csv(path, dtype=dict.fromkeys(as_text, object), low_memory=False, nrows=nrows)
+        if method == "random":
+            positions = sample_positions(len(frame), sampling["rows"], int(sampling.get("seed", 1337)))
+            if positions is not None:
+                frame = frame.iloc[positions].reset_index(drop=True)
     if target not in frame.columns:
         raise PreprocessingError(
             f"The target column {target!r} is not in the dataset (columns: {list(frame.columns)[:20]}). "
@@ -339,9 +380,21 @@ def _check_target_rescaling(method: str) -> None:
 
 
 def split_train_test(
-    frame: pd.DataFrame, target: str, prediction_type: str, split: dict[str, Any]
+    frame: pd.DataFrame,
+    target: str,
+    prediction_type: str,
+    split: dict[str, Any],
+    test_frame: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Random train/test split; stratified on the target for classification when asked."""
+    """Random train/test split; stratified on the target for classification when asked.
+
+    With ``split["mode"] == "explicit"`` the whole ``frame`` is the train split and ``test_frame``
+    (read from the explicit test dataset, holding the input features and the target) the test split.
+    """
+    if split.get("mode", "random") == "explicit":
+        if test_frame is None:
+            raise PreprocessingError("The split names an explicit test dataset, but none was provided.")
+        return frame, test_frame
     train_ratio = float(split.get("train_ratio", 0.8))
     if not 0 < train_ratio < 1:
         raise PreprocessingError(f"The train ratio must be between 0 and 1 (exclusive); got {train_ratio}.")
@@ -488,6 +541,234 @@ def _check_integer_inputs(specs: list[dict[str, Any]]) -> None:
                 "encoding). Such a feature needs a model input of its own: in the Features handling, "
                 f"set the input of {integer[0]!r} to a new name such as {integer[0] + '_ids'!r}."
             )
+
+
+def _check_image_inputs(specs: list[dict[str, Any]]) -> None:
+    """An image feature must be alone in its input: (height, width, channels) joins no other column."""
+    by_input: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        by_input.setdefault(spec.get("input") or DEFAULT_INPUT, []).append(spec)
+    for input_name, members in by_input.items():
+        images = [s["name"] for s in members if s.get("type") == "image"]
+        if images and len(members) > 1:
+            suggestion = re.sub(r"\W+", "_", images[0]) + "_image"
+            raise PreprocessingError(
+                f"Input {input_name!r} receives the features {[s['name'] for s in members]}, of which "
+                f"{images} are images (height, width, channels). An image needs a model input of its "
+                f"own: in the Features handling, set the input of {images[0]!r} to a new name such as "
+                f"{suggestion!r}."
+            )
+
+
+def resolve_image_paths(
+    frame: pd.DataFrame, features: list[dict[str, Any]], images_dir: str | os.PathLike[str] | None
+) -> pd.DataFrame:
+    """A copy of ``frame`` whose image columns hold paths under ``images_dir`` (the dataset's folder)."""
+    columns = [
+        s["name"]
+        for s in features
+        if s.get("role") == "input" and s.get("type") == "image" and s["name"] in frame
+    ]
+    if not columns:
+        return frame
+    if images_dir is None:
+        raise PreprocessingError(
+            f"Feature(s) {columns} are images, but the dataset has no image folder. Upload the images "
+            "as a zip (with a CSV index, or one folder per class), or change the features' type."
+        )
+    frame = frame.copy()
+    for name in columns:
+        frame[name] = [
+            None if pd.isna(value) else os.path.join(images_dir, str(value)) for value in frame[name]
+        ]
+    return frame
+
+
+def _fit_image(column: pd.Series, spec: dict[str, Any], code: str) -> FittedFeature:
+    name = spec["name"]
+    handling = {**default_feature_handling("image"), **dict(spec.get("handling") or {})}
+    loader = handling.get("loader", "default")
+    if loader == "custom":
+        handling = {"loader": "custom"}
+        if not code.strip():
+            raise PreprocessingError(
+                f"Image feature {name!r} uses the custom loader, but the Preprocessing tab is empty. "
+                "Write def preprocess_image(path): returning a numpy array there."
+            )
+        transformer = ImageLoader(name, "custom", code=code)
+    elif loader == "default":
+        channels = _option(name, handling, "channels", 3, 1)
+        if channels not in (1, 3, 4):
+            raise PreprocessingError(
+                f"Image {name!r}: channels must be 1 (grayscale), 3 (RGB) or 4 (RGBA): not {channels}."
+            )
+        transformer = ImageLoader(
+            name,
+            "default",
+            height=_option(name, handling, "height", 32, 1),
+            width=_option(name, handling, "width", 32, 1),
+            channels=channels,
+            scale=bool(handling.get("scale", True)),
+        )
+    else:
+        raise PreprocessingError(
+            f"Image feature {name!r}: loader {loader!r} is unknown; use default or custom."
+        )
+    transformer.fit(column.to_numpy())
+    return FittedFeature(
+        name=name,
+        type="image",
+        input=spec.get("input") or DEFAULT_INPUT,
+        handling=handling,
+        transformer=transformer,
+        output_columns=[name],
+    )
+
+
+class ImageLoader(BaseEstimator, TransformerMixin):
+    """Image paths to a float32 array (n, height, width, channels).
+
+    ``default``: decoded (Pillow when installed, else TensorFlow), converted to ``channels``,
+    resized to height × width, divided by 255 when ``scale``. ``custom``: the user's
+    ``preprocess_image(path)`` of the Preprocessing tab, which must give every image the same shape
+    (fitting records the first image's). The result is memory-mapped to a .npy file in the current
+    directory (the work dir) when larger than IMAGE_MEMMAP_BYTES. Only the code is pickled, not
+    the function: it is compiled again when a loaded ImageLoader first transforms.
+    """
+
+    def __init__(
+        self,
+        feature: str = "image",
+        loader: str = "default",
+        height: int = 32,
+        width: int = 32,
+        channels: int = 3,
+        scale: bool = True,
+        code: str = "",
+    ) -> None:
+        self.feature, self.loader, self.code = feature, loader, code
+        self.height, self.width, self.channels, self.scale = height, width, channels, scale
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_function"}
+
+    def fit(self, paths: np.ndarray, y: Any = None) -> ImageLoader:
+        if self.loader == "default":
+            self.shape_ = (self.height, self.width, self.channels)
+        else:
+            self.shape_ = None
+            first = next((p for p in paths if isinstance(p, str)), None)
+            if first is None:
+                raise PreprocessingError(f"Image feature {self.feature!r} names no image in the train split.")
+            self.shape_ = tuple(self._load(first).shape)
+            self.first_image_ = os.path.basename(first)
+        return self
+
+    def transform(self, paths: np.ndarray) -> np.ndarray:
+        shape = (len(paths), *self.shape_)
+        if np.prod(shape) * 4 > IMAGE_MEMMAP_BYTES:
+            import tempfile
+
+            handle, name = tempfile.mkstemp(prefix=f"images-{self.feature}-", suffix=".npy", dir=os.getcwd())
+            os.close(handle)
+            out = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=shape)
+        else:
+            out = np.empty(shape, dtype=np.float32)
+        for row, path in enumerate(paths):
+            if not isinstance(path, str):
+                raise PreprocessingError(f"Image feature {self.feature!r}: row {row + 1} names no image.")
+            image = self._load(path)
+            if image.shape != self.shape_:
+                self._differs(path, image.shape)
+            out[row] = image
+        return out
+
+    def _load(self, path: str) -> np.ndarray:
+        if self.loader == "custom":
+            return self._custom(path)
+        try:
+            return decode_image(path, self.height, self.width, self.channels, self.scale)
+        except FileNotFoundError:
+            raise PreprocessingError(f"Image feature {self.feature!r}: image {path} is missing.") from None
+        except Exception as exc:
+            raise PreprocessingError(
+                f"Image feature {self.feature!r}: image {os.path.basename(path)} is not decodable ({exc})."
+            ) from None
+
+    def _custom(self, path: str) -> np.ndarray:
+        from training_worker.usercode import (  # runner only: user code
+            UserCodeError,
+            call_user_function,
+            compile_tab,
+            execute_tab,
+            user_function,
+        )
+
+        function = getattr(self, "_function", None)
+        if function is None:
+            code = compile_tab(self.code, "preprocessing", "preprocessing")
+            namespace = execute_tab(code, "preprocessing", "preprocessing", {"np": np})
+            function = user_function(
+                namespace, "preprocess_image", "(path)", "preprocessing", "preprocessing"
+            )
+            self._function = function
+        result = call_user_function(
+            function,
+            (path,),
+            "preprocessing",
+            expected=f"preprocess_image(path) failed on the image {os.path.basename(path)}.",
+        )
+        try:
+            return np.asarray(result, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise UserCodeError(
+                phase="preprocessing",
+                tab="preprocessing",
+                line=function.__code__.co_firstlineno,
+                message=(
+                    f"preprocess_image({os.path.basename(path)!r}) returned {type(result).__name__}, not an "
+                    f"array of numbers ({exc}). Return a numpy array such as np.asarray(...)."
+                ),
+            ) from None
+
+    def _differs(self, path: str, shape: tuple[int, ...]) -> None:
+        from training_worker.usercode import UserCodeError
+
+        function = getattr(self, "_function", None)
+        raise UserCodeError(
+            phase="preprocessing",
+            tab="preprocessing",
+            line=None if function is None else function.__code__.co_firstlineno,
+            message=(
+                f"preprocess_image returned shape {shape} for the image {os.path.basename(path)}, but "
+                f"{self.shape_} for {getattr(self, 'first_image_', 'the first image')}. All images must "
+                "give the same shape: resize or crop them to one size in preprocess_image."
+            ),
+        )
+
+
+def decode_image(path: str, height: int, width: int, channels: int, scale: bool) -> np.ndarray:
+    """One image as float32 (height, width, channels), values in [0, 1] when ``scale`` else [0, 255]."""
+    try:
+        from PIL import Image
+    except ImportError:
+        Image = None
+    if Image is not None:
+        with Image.open(path) as image:
+            converted = image.convert({1: "L", 3: "RGB", 4: "RGBA"}[channels])
+            if converted.size != (width, height):
+                converted = converted.resize((width, height), Image.BILINEAR)
+            array = np.asarray(converted, dtype=np.float32).reshape(height, width, channels)
+    else:
+        import tensorflow as tf  # the runner has it; the web process never decodes images
+
+        with open(path, "rb") as handle:
+            data = handle.read()
+        tensor = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        if tuple(tensor.shape[:2]) != (height, width):
+            tensor = tf.image.resize(tensor, (height, width))
+        array = np.asarray(tensor, dtype=np.float32)
+    return array / 255.0 if scale else array
 
 
 class IndexEncoder(BaseEstimator, TransformerMixin):

@@ -51,6 +51,7 @@ from training_worker.preprocessing import (
     PreprocessingError,
     drop_missing_target,
     read_dataset,
+    resolve_image_paths,
     split_train_test,
 )
 from training_worker.usercode import (
@@ -234,30 +235,67 @@ class Runner:
         if data_format not in ("csv", "parquet"):
             raise PreprocessingError(f"Dataset format {data_format!r} is not supported; use CSV or Parquet.")
         features = job.get("features") or []
+        split = job.get("split") or {}
         frame = read_dataset(
             str(self.workdir / job["dataset"]["path"]),
             features,
             self.target,
             self.prediction_type,
             format=data_format,
+            sampling=split.get("sampling"),
         )
         frame = drop_missing_target(frame, self.target)
+        test_dataset = None
+        if split.get("mode", "random") == "explicit":
+            test_dataset = self._read_test_dataset(features)
         train_frame, test_frame = split_train_test(
-            frame, self.target, self.prediction_type, job.get("split") or {}
+            frame, self.target, self.prediction_type, split, test_frame=test_dataset
         )
+        del frame, test_dataset  # the splits are copies: the whole table need not outlive them
+        images = job["dataset"].get("images")  # an image dataset's folder, linked into the work dir
+        images_dir = None if images is None else str(self.workdir / images)
         preprocessing = Preprocessing.fit(
-            train_frame,
+            resolve_image_paths(train_frame, features, images_dir),
             features,
             self.target,
             self.prediction_type,
             job.get("classes"),
             target_rescaling=_target_rescaling(job.get("training") or {}),
+            preprocessing_code=job.get("preprocessing_code") or "",
         )
         train, test = (
-            Split(preprocessing.transform(part), preprocessing.encode_target(part[self.target]), part)
+            Split(
+                preprocessing.transform(resolve_image_paths(part, features, images_dir)),
+                preprocessing.encode_target(part[self.target]),
+                part,
+            )
             for part in (train_frame, test_frame)
         )
         return preprocessing, train, test
+
+    def _read_test_dataset(self, features: list[dict[str, Any]]) -> pd.DataFrame:
+        """The explicit test dataset (``job["test_dataset"]``, linked into the work dir), read whole."""
+        spec = self.job.get("test_dataset")
+        if not spec:
+            raise PreprocessingError(
+                "The split uses an explicit test dataset, but the job names none; "
+                "choose one in the split settings."
+            )
+        data_format = spec.get("format", "csv")
+        if data_format not in ("csv", "parquet"):
+            raise PreprocessingError(f"Dataset format {data_format!r} is not supported; use CSV or Parquet.")
+        test = read_dataset(
+            str(self.workdir / spec["path"]), features, self.target, self.prediction_type, format=data_format
+        )
+        needed = [f["name"] for f in features if f.get("role", "input") == "input"]
+        missing = [name for name in needed if name not in test.columns]
+        if missing:
+            raise PreprocessingError(
+                f"The test dataset {spec.get('name', spec['path'])!r} lacks the input column(s) "
+                f"{', '.join(map(repr, missing[:20]))}; "
+                "choose another test dataset, or reject those features."
+            )
+        return drop_missing_target(test, self.target)
 
     def _build_model(self, preprocessing: Preprocessing) -> tuple[Any, dict[str, Any], Any]:
         # Compiled before Keras is imported: a syntax error is reported in a second, not ten.

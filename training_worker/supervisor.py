@@ -23,7 +23,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from analyses import live
-from analyses.models import EpochMetric, Session, SessionLog
+from analyses.models import Dataset, EpochMetric, Session, SessionLog
 from training_worker.dataset_files import dataset_format
 from training_worker.events import BadEvent, Status, parse_event
 from training_worker.sandbox import kill_group, spawn_runner
@@ -60,23 +60,31 @@ def prepare_workdir(session: Session) -> Path:
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "output").mkdir(parents=True)
-    source = Path(session.mltask.analysis.dataset.file.path)
-    data_format = dataset_format(source)  # datasets stored before the Parquet conversion are CSV
-    linked = workdir / f"dataset.{data_format}"
-    try:
-        os.link(source, linked)  # same file system: no copy of a big file
-    except OSError:
-        shutil.copyfile(source, linked)
+    dataset = session.mltask.analysis.dataset
+    linked, data_format = _link_dataset(Path(dataset.file.path), workdir, "dataset")
     design = session.design
+    test_dataset = None
+    if design["split"].get("mode", "random") == "explicit":
+        test_id = design["split"].get("test_dataset")
+        test = Dataset.objects.filter(pk=test_id, project_id=dataset.project_id).first()
+        if test is None:
+            raise ValueError(
+                f"the explicit test dataset {test_id} is no longer in the project; "
+                "choose another in the split settings"
+            )
+        test_linked, test_format = _link_dataset(Path(test.file.path), workdir, "test_dataset")
+        test_dataset = {"path": test_linked.name, "format": test_format, "id": test.pk, "name": test.name}
     job = {
         "session_id": session.pk,
-        "dataset": {"path": linked.name, "format": data_format},
+        "dataset": {"path": linked.name, "format": data_format, **_link_images(dataset, workdir)},
         "target": design["target"],
         "prediction_type": design["prediction_type"],
         "classes": design.get("classes"),
         "features": design["features"],
         "split": design["split"],
+        "test_dataset": test_dataset,
         "architecture_code": design["architecture_code"],
+        "preprocessing_code": design.get("preprocessing_code", ""),
         "training": design["training"],
         "metric": design.get("metric"),
         "seed": int(design["split"].get("seed", 1337)),
@@ -85,6 +93,31 @@ def prepare_workdir(session: Session) -> Path:
     }
     (workdir / "job.json").write_text(json.dumps(job, indent=1))
     return workdir
+
+
+def _link_images(dataset: Dataset, workdir: Path) -> dict[str, str]:
+    """An image dataset's folder, as a symlink ``images`` in the work dir: ``{"images": "images"}``.
+
+    A link, not a copy: the runner only reads the images (a preprocess_image writing there would
+    change the dataset; the sandbox does not prevent it).
+    """
+    folder = dataset.images_path
+    if folder is None:
+        return {}
+    if not folder.is_dir():
+        raise ValueError(f"the images of dataset {dataset.name!r} are missing from storage ({folder})")
+    (workdir / "images").symlink_to(folder.resolve(), target_is_directory=True)
+    return {"images": "images"}
+
+
+def _link_dataset(source: Path, workdir: Path, stem: str) -> tuple[Path, str]:
+    data_format = dataset_format(source)  # datasets stored before the Parquet conversion are CSV
+    linked = workdir / f"{stem}.{data_format}"
+    try:
+        os.link(source, linked)  # same file system: no copy of a big file
+    except OSError:
+        shutil.copyfile(source, linked)
+    return linked, data_format
 
 
 def supervise(session_id: int, worker_name: str) -> None:

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from types import CodeType, TracebackType
 from typing import Any
 
-TABS = ("architecture", "training")
+TABS = ("architecture", "training", "preprocessing")
 MAX_MESSAGE_DETAIL = 1_500
 MAX_TRACEBACK_CHARS = 20_000  # the end of a traceback is the informative part
-TAB_TITLES = {"architecture": "Architecture", "training": "Training"}
+TAB_TITLES = {"architecture": "Architecture", "training": "Training", "preprocessing": "Preprocessing"}
 
 
 class UserCodeError(Exception):

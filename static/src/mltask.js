@@ -35,6 +35,7 @@ function fromServer(mltask) {
     epochs: String(mltask.training?.epochs ?? ""),
     batchSize: String(mltask.training?.batch_size ?? ""),
     features: JSON.stringify(mltask.features ?? []),
+    preprocessingCode: mltask.preprocessing_code ?? "",
     splitRatio: String(mltask.split?.train_ratio ?? ""),
     splitSeed: String(mltask.split?.seed ?? ""),
     stratify: Boolean(mltask.split?.stratify),
@@ -54,6 +55,13 @@ const editor = createCodeEditor($("#architecture-editor"), {
   },
 });
 
+const preprocessingEditor = createCodeEditor($("#preprocessing-editor"), {
+  doc: saved.preprocessingCode,
+  readOnly: !canEdit,
+  label: "Preprocessing code",
+  onChange: () => refreshDirty(),
+});
+
 const featuresEditor = createFeaturesEditor($("#features-table tbody"), {
   features: data.mltask.features ?? [],
   schema: data.handling_schema,
@@ -69,6 +77,7 @@ function current() {
     epochs: fields.epochs.value.trim(),
     batchSize: fields.batchSize.value.trim(),
     features: JSON.stringify(featuresEditor.get()),
+    preprocessingCode: getText(preprocessingEditor),
     splitRatio: fields.splitRatio.value.trim(),
     splitSeed: fields.splitSeed.value.trim(),
     stratify: stratify ? stratify.checked : saved.stratify,
@@ -79,7 +88,7 @@ const SPLIT_KEYS = ["splitRatio", "splitSeed", "stratify"];
 
 function isDirty() {
   const now = current();
-  return ["predictionType", "code", "epochs", "batchSize", "features", ...SPLIT_KEYS].some(
+  return ["predictionType", "code", "preprocessingCode", "epochs", "batchSize", "features", ...SPLIT_KEYS].some(
     (key) => now[key] !== saved[key],
   );
 }
@@ -103,6 +112,7 @@ function loadIntoForm(mltask) {
   fields.epochs.value = saved.epochs;
   fields.batchSize.value = saved.batchSize;
   featuresEditor.set(JSON.parse(saved.features));
+  if (getText(preprocessingEditor) !== saved.preprocessingCode) setText(preprocessingEditor, saved.preprocessingCode);
   fields.splitRatio.value = saved.splitRatio;
   fields.splitSeed.value = saved.splitSeed;
   if (stratify) stratify.checked = saved.stratify;
@@ -122,6 +132,7 @@ async function save() {
   // Unchanged code is left out, so untouched default code can follow a new prediction type.
   if (sent.code !== saved.code) payload.architecture_code = sent.code;
   if (sent.features !== saved.features) payload.features = JSON.parse(sent.features);
+  if (sent.preprocessingCode !== saved.preprocessingCode) payload.preprocessing_code = sent.preprocessingCode;
   if (SPLIT_KEYS.some((key) => sent[key] !== saved[key])) {
     const ratio = Number(sent.splitRatio);
     payload.split = {
@@ -188,11 +199,13 @@ async function train() {
 function markLineFromUrl() {
   const params = new URLSearchParams(window.location.search);
   const line = Number(params.get("line"));
-  if (!line || (params.get("tab") && params.get("tab") !== "architecture")) return;
+  const tab = params.get("tab") || "architecture";
+  const target = { architecture: editor, preprocessing: preprocessingEditor }[tab];
+  if (!line || !target) return;
   const session = params.get("session");
-  markLine(editor, line, session ? `Session ${session} failed at this line; see its error panel.` : "Error here.");
-  marked = true;
-  $("#architecture").scrollIntoView({ block: "start" });
+  markLine(target, line, session ? `Session ${session} failed at this line; see its error panel.` : "Error here.");
+  marked = tab === "architecture"; // the Architecture editor clears its mark on the next edit
+  $(`#${tab}`).scrollIntoView({ block: "start" });
 }
 
 if (canEdit) {

@@ -190,7 +190,7 @@ function renderError(state) {
   const target = new URL(data.mltask_url, window.location.origin);
   if (error.tab && error.line) {
     target.search = new URLSearchParams({ tab: error.tab, line: String(error.line), session: String(state.id) });
-    target.hash = error.tab === "architecture" ? "architecture" : "training";
+    target.hash = error.tab;
     link.textContent = `Open the ${error.tab} code at line ${error.line}`;
   } else {
     link.textContent = "Open the ML task";

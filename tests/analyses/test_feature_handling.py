@@ -149,7 +149,7 @@ def test_encoding_options_are_saved_over_the_encodings_defaults(
             {"encoding": "dummy"},
             "date handling of 'note' has no option 'encoding'; options are components.",
         ),
-        ("image", {}, "type of 'note' must be one of numeric, categorical, text, date."),
+        ("audio", {}, "type of 'note' must be one of numeric, categorical, text, date, image."),
     ],
 )
 def test_bad_options_are_refused_naming_option_feature_and_what_is_accepted(

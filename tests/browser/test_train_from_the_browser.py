@@ -87,7 +87,13 @@ def test_features_and_split_are_edited_on_the_design_page(studio, page):
     page.wait_for_function("document.querySelector('#message').textContent.includes('Saved')")
 
     saved = client.call("GET", f"/api/mltasks/{mltask['id']}/")
-    assert saved["split"] == {"train_ratio": 0.7, "seed": 1337, "stratify": False}
+    assert saved["split"] == {
+        "mode": "random",
+        "train_ratio": 0.7,
+        "seed": 1337,
+        "stratify": False,
+        "sampling": {"method": "all"},
+    }
     features = {f["name"]: f for f in saved["features"]}
     assert features["mean radius"]["role"] == "reject"
     assert features["mean texture"]["handling"] == {

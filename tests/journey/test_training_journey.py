@@ -1,5 +1,5 @@
 """The walking skeleton end to end through the JSON API and the websocket, on real processes:
-embedded (one process, SQLite, in-memory layer) and distributed (daphne + Celery worker + Redis +
+embedded (one process, SQLite, in-memory layer) and distributed (uvicorn + Celery worker + Redis +
 PostgreSQL). Each test runs in both modes (see conftest.py)."""
 
 from __future__ import annotations

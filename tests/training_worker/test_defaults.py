@@ -29,7 +29,7 @@ def test_default_training_and_feature_handling() -> None:
     assert default_feature_handling("categorical") == {"encoding": "dummy", "max_levels": 100}
     assert default_feature_handling("text") == {"encoding": "tfidf", "max_features": 200}
     with pytest.raises(ValueError, match="unknown column type"):
-        default_feature_handling("image")
+        default_feature_handling("audio")
 
 
 @pytest.mark.parametrize(

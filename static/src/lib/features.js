@@ -17,12 +17,22 @@ const INTEGER_ENCODINGS = { categorical: "index", text: "sequence" };
 
 function select(values, value, label, disabled) {
   const node = el("select", { disabled, "aria-label": label });
-  for (const option of values) node.append(el("option", { value: option, selected: option === value }, option));
+  for (const option of values) {
+    node.append(el("option", { value: String(option), selected: String(option) === String(value) }, String(option)));
+  }
   return node;
 }
 
-// The options to show for a handling: its encoding's options, else every option of the type.
+// Select values are text; booleans go back to the API as booleans.
+function chosenValue(spec, text) {
+  const match = spec.choices.find((choice) => String(choice) === text);
+  return match === undefined ? text : match;
+}
+
+// The options to show for a handling: its encoding's options, else every option of the type. A
+// custom image loader is the user's function: none of the default loader's options apply.
 function shownOptions(typeSchema, handling) {
+  if (handling.loader === "custom") return ["loader"];
   const encoding = typeSchema.encodings[handling.encoding];
   return encoding ? encoding.options : Object.keys(typeSchema.options);
 }
@@ -54,13 +64,15 @@ function featureRow(feature, schema, readOnly, onChange) {
     if (spec.choices) {
       const node = select(spec.choices, handling[option], label, readOnly);
       node.addEventListener("change", () => {
-        if (option === "encoding") {
+        if (option === "loader") {
+          handling = node.value === "custom" ? { loader: "custom" } : { ...typeSchema.default };
+        } else if (option === "encoding") {
           handling = { ...typeSchema.encodings[node.value].default }; // other options would not apply
           if (INTEGER_ENCODINGS[type.value] === node.value && input.value === "main") {
             input.value = `${feature.name.replace(/\W+/g, "_")}_ids`; // an input of its own
           }
         } else {
-          handling[option] = node.value;
+          handling[option] = chosenValue(spec, node.value);
           if (option === "missing" && node.value === "constant") handling.missing_value ??= 0;
           if (option === "missing" && node.value !== "constant") delete handling.missing_value;
         }

@@ -1,0 +1,247 @@
+"""Image datasets: a zip of images with a CSV index, or a zip of one folder per class.
+
+``extract`` validates the archive as a whole before anything is kept: entries that would land
+outside the dataset's folder (zip slip: ``..`` or absolute paths), files that are not images
+(by their first bytes, then decoded headers checked with Pillow), an index naming images the zip lacks, and
+archives that would expand past ``max_bytes`` (zip bombs: both the sizes the zip declares and the
+bytes actually written are counted). Images are extracted into ``images_dir``, keeping their paths
+relative to the index CSV's folder (or to the zip's root for class folders); the index becomes the
+dataset's canonical Parquet file, with its image column(s) holding those relative paths.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from analyses import ingest
+from analyses.ingest import DatasetError
+
+ZIP_MAGIC = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+INDEX_SUFFIXES = (".csv", ".tsv")
+IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",  # JPEG
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+)
+CHUNK_BYTES = 1024 * 1024
+# Operating systems' own files that archivers add; not the user's data.
+IGNORED = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)")
+
+
+@dataclass
+class Extracted:
+    rows: int
+    image_columns: list[str] = field(default_factory=list)
+
+
+def is_zip(path: Path, filename: str) -> bool:
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    return start in (ZIP_MAGIC, EMPTY_ZIP_MAGIC) or filename.lower().endswith(".zip")
+
+
+def is_image(head: bytes) -> bool:
+    return head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def extract(path: Path, filename: str, images_dir: Path, target: Path, max_bytes: int) -> Extracted:
+    """Images into ``images_dir`` (created), the index as Parquet at ``target``; DatasetError if bad."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{filename} is not a valid zip file ({exc}).") from None
+    with archive:
+        entries = [info for info in archive.infolist() if not IGNORED.search(info.filename)]
+        for info in entries:
+            _check_name(info.filename, filename)
+        files = [info for info in entries if not info.is_dir()]
+        if not files:
+            raise DatasetError(
+                f"{filename} is empty: put images in it, with a CSV index or in one folder per class."
+            )
+        declared = sum(info.file_size for info in files)
+        if declared > max_bytes:
+            raise DatasetError(_too_big(filename, declared, max_bytes))
+        indexes = [info for info in files if info.filename.lower().endswith(INDEX_SUFFIXES)]
+        if len(indexes) > 1:
+            names = ", ".join(info.filename for info in indexes)
+            raise DatasetError(f"{filename} holds several CSV files ({names}); keep only the index.")
+        index = indexes[0] if indexes else None
+        base = PurePosixPath(index.filename).parent if index else PurePosixPath(".")
+        images: dict[str, zipfile.ZipInfo] = {}
+        for info in files:
+            if info is index:
+                continue
+            name = PurePosixPath(info.filename)
+            if not info.filename.lower().endswith(IMAGE_SUFFIXES):
+                raise DatasetError(
+                    f"{filename}: {info.filename} is not an image (images end in "
+                    f"{', '.join(IMAGE_SUFFIXES)}); remove it from the zip."
+                )
+            if base != PurePosixPath(".") and base not in name.parents:
+                raise DatasetError(
+                    f"{filename}: image {info.filename} is outside the folder of the index {index.filename}; "
+                    "the index names images relative to its own folder."
+                )
+            images[name.relative_to(base).as_posix() if base != PurePosixPath(".") else name.as_posix()] = (
+                info
+            )
+        if not images:
+            raise DatasetError(f"{filename} holds no images (files ending in {', '.join(IMAGE_SUFFIXES)}).")
+        images_dir.mkdir(parents=True)
+        _extract_images(archive, images, images_dir, filename, max_bytes)
+        if index is None:
+            return _class_folders(images, filename, target)
+        return _with_index(archive, index, images, filename, target)
+
+
+def _check_name(name: str, filename: str) -> None:
+    normal = name.replace("\\", "/")
+    if normal.startswith("/") or re.match(r"^[A-Za-z]:", normal) or ".." in normal.split("/"):
+        raise DatasetError(
+            f"{filename}: entry {name!r} points outside the archive (an absolute path or '..': zip slip). "
+            "The upload was refused; zip the files again from their folder."
+        )
+
+
+def _too_big(filename: str, size: int, max_bytes: int) -> str:
+    return (
+        f"{filename} expands to more than {max_bytes // 2**20} MB ({size // 2**20} MB or more); "
+        "upload fewer or smaller images."
+    )
+
+
+def _extract_images(
+    archive: zipfile.ZipFile,
+    images: dict[str, zipfile.ZipInfo],
+    images_dir: Path,
+    filename: str,
+    max_bytes: int,
+) -> None:
+    written = 0
+    for relative, info in images.items():
+        destination = images_dir / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with archive.open(info) as source, open(destination, "wb") as out:
+                head = source.read(16)
+                if not is_image(head):
+                    raise DatasetError(
+                        f"{filename}: {info.filename} is not an image (its content is not PNG, JPEG, GIF, "
+                        "BMP, TIFF or WebP); remove it from the zip."
+                    )
+                out.write(head)
+                written += len(head)
+                while chunk := source.read(CHUNK_BYTES):
+                    written += len(chunk)
+                    if written > max_bytes:  # the declared sizes lied
+                        raise DatasetError(_too_big(filename, written, max_bytes))
+                    out.write(chunk)
+            _check_decodable(destination, info.filename, filename)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as exc:
+            raise DatasetError(f"{filename}: {info.filename} could not be extracted ({exc}).") from None
+
+
+def _check_decodable(path: Path, entry: str, filename: str) -> None:
+    """Right first bytes are not enough: a truncated or corrupt image would only fail in training."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        message = f"{filename}: {entry} is not a readable image ({exc}); replace or remove it."
+        raise DatasetError(message) from None
+
+
+def _class_folders(images: dict[str, zipfile.ZipInfo], filename: str, target: Path) -> Extracted:
+    paths = sorted(images)
+    loose = [p for p in paths if len(PurePosixPath(p).parts) < 2]
+    if loose:
+        raise DatasetError(
+            f"{filename}: image {loose[0]} is not in a class folder. Put each image in a folder named "
+            "after its class, or add a CSV index naming the images."
+        )
+    labels = [PurePosixPath(p).parent.name for p in paths]
+    table = pa.table({"image": pa.array(paths, pa.string()), "label": pa.array(labels, pa.string())})
+    pq.write_table(table, str(target))
+    return Extracted(rows=len(paths), image_columns=["image"])
+
+
+def _with_index(
+    archive: zipfile.ZipFile,
+    index: zipfile.ZipInfo,
+    images: dict[str, zipfile.ZipInfo],
+    filename: str,
+    target: Path,
+) -> Extracted:
+    index_name = PurePosixPath(index.filename).name
+    with tempfile.TemporaryDirectory() as scratch:
+        csv_path = Path(scratch) / index_name
+        with archive.open(index) as source, open(csv_path, "wb") as out:
+            shutil.copyfileobj(source, out)
+        converted = ingest.convert(csv_path, index_name, target)
+    known = set(images)
+    parquet = pq.ParquetFile(str(target))
+    text_columns = [name for name, kind in converted.storage_types.items() if kind == "string"]
+    first = parquet.read_row_group(0, columns=text_columns) if text_columns else None
+    columns = []
+    for name in text_columns:
+        values = pc.drop_null(first.column(name)).to_pylist()
+        if values and sum(_normal(v) in known for v in values) >= 0.5 * len(values):
+            columns.append(name)
+    if not columns:
+        example = (
+            f" (column {text_columns[0]!r} holds {first.column(text_columns[0])[0]})" if text_columns else ""
+        )
+        raise DatasetError(
+            f"{filename}: no column of the index {index.filename} names image files in the zip{example}. "
+            "Write the images' paths relative to the index's folder, such as images/cat1.png."
+        )
+    row = 0
+    rewritten = False
+    for batch in parquet.iter_batches(columns=columns):
+        for name in columns:
+            for offset, value in enumerate(batch.column(name).to_pylist()):
+                if value is None:
+                    raise DatasetError(
+                        f"{filename}: row {row + offset + 1} of {index.filename} names no image in column "
+                        f"{name!r}; give every row an image or remove it."
+                    )
+                if _normal(value) not in known:
+                    raise DatasetError(
+                        f"{filename}: row {row + offset + 1} of {index.filename} names the image {value!r} "
+                        f"(column {name!r}), which is not in the zip."
+                    )
+                rewritten = rewritten or _normal(value) != value
+        row += len(batch)
+    if rewritten:  # "./a.png" and "a\\b.png" are stored as the relative paths the folder holds
+        table = pq.read_table(str(target))
+        for name in columns:
+            position = table.schema.get_field_index(name)
+            normal = pa.array([_normal(v) for v in table.column(name).to_pylist()], pa.string())
+            table = table.set_column(position, name, normal)
+        pq.write_table(table, str(target))
+    return Extracted(rows=converted.rows, image_columns=columns)
+
+
+def _normal(value: str) -> str:
+    path = value.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
