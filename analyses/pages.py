@@ -184,6 +184,7 @@ def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpRe
     context |= {
         "mltask": mltask,
         "features": features,
+        "other_datasets": project.datasets.exclude(pk=analysis.dataset_id).order_by("name"),
         "sessions": mltask.sessions.select_related("created_by")[:50],
         "num_sessions": mltask.sessions.count(),
         "training": mltask.training,

@@ -15,6 +15,10 @@ const fields = {
   batchSize: $("#batch-size"),
   splitRatio: $("#split-ratio"),
   splitSeed: $("#split-seed"),
+  splitMode: $("#split-mode"),
+  testDataset: $("#split-test-dataset"),
+  samplingMethod: $("#sampling-method"),
+  samplingRows: $("#sampling-rows"),
 };
 const stratify = $("#split-stratify"); // absent for regression
 const saveButton = $("#save");
@@ -39,6 +43,10 @@ function fromServer(mltask) {
     splitRatio: String(mltask.split?.train_ratio ?? ""),
     splitSeed: String(mltask.split?.seed ?? ""),
     stratify: Boolean(mltask.split?.stratify),
+    splitMode: mltask.split?.mode ?? "random",
+    testDataset: String(mltask.split?.test_dataset ?? ""),
+    samplingMethod: mltask.split?.sampling?.method ?? "all",
+    samplingRows: String(mltask.split?.sampling?.rows ?? ""),
   };
 }
 
@@ -80,11 +88,21 @@ function current() {
     preprocessingCode: getText(preprocessingEditor),
     splitRatio: fields.splitRatio.value.trim(),
     splitSeed: fields.splitSeed.value.trim(),
+    splitMode: fields.splitMode.value,
+    testDataset: fields.testDataset.value,
+    samplingMethod: fields.samplingMethod.value,
+    samplingRows: fields.samplingRows.value.trim(),
     stratify: stratify ? stratify.checked : saved.stratify,
   };
 }
 
-const SPLIT_KEYS = ["splitRatio", "splitSeed", "stratify"];
+const SPLIT_KEYS = ["splitRatio", "splitSeed", "stratify", "splitMode", "testDataset", "samplingMethod", "samplingRows"];
+
+// Show the fields of the chosen split mode only; N only when sampling.
+function showSplitFields() {
+  for (const node of document.querySelectorAll("[data-split]")) node.hidden = node.dataset.split !== fields.splitMode.value;
+  fields.samplingRows.hidden = fields.samplingMethod.value === "all";
+}
 
 function isDirty() {
   const now = current();
@@ -115,6 +133,11 @@ function loadIntoForm(mltask) {
   if (getText(preprocessingEditor) !== saved.preprocessingCode) setText(preprocessingEditor, saved.preprocessingCode);
   fields.splitRatio.value = saved.splitRatio;
   fields.splitSeed.value = saved.splitSeed;
+  fields.splitMode.value = saved.splitMode;
+  fields.testDataset.value = saved.testDataset;
+  fields.samplingMethod.value = saved.samplingMethod;
+  fields.samplingRows.value = saved.samplingRows;
+  showSplitFields();
   if (stratify) stratify.checked = saved.stratify;
   if (getText(editor) !== saved.code) setText(editor, saved.code);
   showRevision();
@@ -133,14 +156,7 @@ async function save() {
   if (sent.code !== saved.code) payload.architecture_code = sent.code;
   if (sent.features !== saved.features) payload.features = JSON.parse(sent.features);
   if (sent.preprocessingCode !== saved.preprocessingCode) payload.preprocessing_code = sent.preprocessingCode;
-  if (SPLIT_KEYS.some((key) => sent[key] !== saved[key])) {
-    const ratio = Number(sent.splitRatio);
-    payload.split = {
-      train_ratio: sent.splitRatio === "" || Number.isNaN(ratio) ? sent.splitRatio : ratio,
-      seed: asInteger(sent.splitSeed),
-      stratify: sent.stratify,
-    };
-  }
+  if (SPLIT_KEYS.some((key) => sent[key] !== saved[key])) payload.split = splitPayload(sent);
   clearMessage();
   try {
     const mltask = await patchJSON(mltaskUrl, payload);
@@ -163,6 +179,20 @@ async function save() {
     showMessage(error.message, "error");
     return false;
   }
+}
+
+function splitPayload(sent) {
+  const ratio = Number(sent.splitRatio);
+  const split = { mode: sent.splitMode, seed: asInteger(sent.splitSeed) };
+  if (sent.splitMode === "explicit") {
+    split.test_dataset = asInteger(sent.testDataset);
+  } else {
+    split.train_ratio = sent.splitRatio === "" || Number.isNaN(ratio) ? sent.splitRatio : ratio;
+    split.stratify = sent.stratify;
+  }
+  split.sampling =
+    sent.samplingMethod === "all" ? { method: "all" } : { method: sent.samplingMethod, rows: asInteger(sent.samplingRows) };
+  return split;
 }
 
 function keepMine() {
@@ -211,6 +241,12 @@ function markLineFromUrl() {
 if (canEdit) {
   for (const input of Object.values(fields)) input.addEventListener("input", refreshDirty);
   stratify?.addEventListener("change", refreshDirty);
+  for (const select of [fields.splitMode, fields.samplingMethod, fields.testDataset]) {
+    select.addEventListener("change", () => {
+      showSplitFields();
+      refreshDirty();
+    });
+  }
   saveButton.addEventListener("click", () => busy(saveButton, save));
   trainButton.addEventListener("click", () => busy(trainButton, train));
   $("#keep-mine").addEventListener("click", keepMine);
@@ -223,4 +259,5 @@ if (canEdit) {
     }
   });
 }
+showSplitFields();
 markLineFromUrl();

@@ -17,6 +17,14 @@ def cancer_mltask(studio) -> tuple[Client, int, dict]:
     return client, project, client.mltask(project, dataset["id"], "target")
 
 
+def log_in(page, studio, next_path: str) -> None:
+    page.goto(f"{studio.base}/accounts/login/?next={next_path}")
+    page.fill("#id_username", ADMIN)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url(f"{studio.base}{next_path}")
+
+
 def test_edit_train_watch_and_interrupt(studio, page):
     client, project, mltask = cancer_mltask(studio)
 
@@ -64,10 +72,7 @@ def test_edit_train_watch_and_interrupt(studio, page):
 def test_features_and_split_are_edited_on_the_design_page(studio, page):
     client, project, mltask = cancer_mltask(studio)
 
-    page.goto(f"{studio.base}/accounts/login/?next=/projects/{project}/mltasks/{mltask['id']}/")
-    page.fill("#id_username", ADMIN)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login")
+    log_in(page, studio, f"/projects/{project}/mltasks/{mltask['id']}/")
     row = page.locator('#features-table tr[data-feature="mean radius"]')
     row.get_by_label("mean radius role").select_option("reject")
     other = page.locator('#features-table tr[data-feature="mean texture"]')
@@ -83,6 +88,9 @@ def test_features_and_split_are_edited_on_the_design_page(studio, page):
     assert area.get_by_label("worst area input name").input_value() == "worst_area_ids"
     page.fill("#split-ratio", "0.7")
     page.uncheck("#split-stratify")
+    assert page.locator("#sampling-rows").is_hidden()
+    page.select_option("#sampling-method", "head")
+    page.fill("#sampling-rows", "400")
     page.click("#save")
     page.wait_for_function("document.querySelector('#message').textContent.includes('Saved')")
 
@@ -92,7 +100,7 @@ def test_features_and_split_are_edited_on_the_design_page(studio, page):
         "train_ratio": 0.7,
         "seed": 1337,
         "stratify": False,
-        "sampling": {"method": "all"},
+        "sampling": {"method": "head", "rows": 400},
     }
     features = {f["name"]: f for f in saved["features"]}
     assert features["mean radius"]["role"] == "reject"
@@ -106,3 +114,19 @@ def test_features_and_split_are_edited_on_the_design_page(studio, page):
     assert features["worst area"]["handling"] == {"encoding": "index", "max_levels": 1000}
     assert features["worst area"]["input"] == "worst_area_ids"
     page.screenshot(path=str(ARTIFACTS / "browser-features-edited.png"), full_page=True)
+
+
+def test_an_explicit_test_dataset_is_chosen_among_the_project_datasets(studio, page):
+    client, project, mltask = cancer_mltask(studio)
+    holdout = client.upload(project, "holdout.csv", breast_cancer_csv(), name="holdout")
+
+    log_in(page, studio, f"/projects/{project}/mltasks/{mltask['id']}/")
+    assert page.locator("#split-test-dataset").is_hidden()
+    page.select_option("#split-mode", "explicit")
+    assert page.locator("#split-ratio").is_hidden()
+    page.select_option("#split-test-dataset", label="holdout")
+    page.click("#save")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('Saved')")
+
+    split = client.call("GET", f"/api/mltasks/{mltask['id']}/")["split"]
+    assert split["mode"] == "explicit" and split["test_dataset"] == holdout["id"]
