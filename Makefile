@@ -37,6 +37,8 @@ format: setup
 bench: setup
 	$(PY) -m bench.epoch_overhead
 	$(PY) -m bench.first_epoch
+	$(PY) -m bench.upload_schema --megabytes 200
+	$(PY) -m bench.runner_memory --rows 1000000
 
 $(UV):
 	python3 -m venv .tools
