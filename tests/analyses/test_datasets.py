@@ -18,23 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 import sklearn
 from sklearn import datasets
-from sklearn.externals import _arff
 
 from analyses import ingest
 from analyses.models import Dataset
 from tests.conftest import upload
+from tests.real_data import titanic
 
 pytestmark = pytest.mark.django_db
 
 OPENML = Path(sklearn.__file__).parent / "datasets" / "tests" / "data" / "openml"
-
-
-def titanic() -> pd.DataFrame:
-    """1309 passengers; age, fare, cabin, embarked, boat, body and home.dest have missing values."""
-    path = next((OPENML / "id_40945").glob("data-v1-dl-*.arff.gz"))
-    with gzip.open(path, "rt") as handle:
-        arff = _arff.load(handle)
-    return pd.DataFrame(arff["data"], columns=[name for name, _ in arff["attributes"]])
 
 
 def iris() -> pd.DataFrame:

@@ -8,7 +8,6 @@ through the real runner on a text classification dataset built from scikit-learn
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_wine
 
+from tests.real_data import wine_reviews
 from tests.training_worker.conftest import RunResult
 from training_worker.preprocessing import Preprocessing, PreprocessingError, tokenize
 
@@ -270,33 +269,6 @@ def test_unknown_encoding_and_bad_numbers_are_refused_by_the_runner_too() -> Non
 
 
 # ---------------------------------------------------------------- through the runner
-
-
-def wine_reviews() -> pd.DataFrame:
-    """A deterministic text classification frame from scikit-learn's wine data (178 rows, 3 classes).
-
-    Each of the 13 measurements becomes a word by its tercile (``alcohol_high``, ``hue_low``...),
-    joined into a ``tasting`` note; ``proline`` by quintile becomes the categorical ``band``.
-    Every 17th note and every 13th band is missing.
-    """
-    bunch = load_wine(as_frame=True)
-    frame = bunch.frame
-    words = pd.DataFrame(
-        {
-            re.sub(r"\W+", "_", name): pd.qcut(frame[name], 3, labels=["low", "mid", "high"]).astype(str)
-            for name in bunch.feature_names
-        }
-    )
-    notes = [" ".join(f"{name}_{level}" for name, level in row.items()) for _, row in words.iterrows()]
-    band = pd.qcut(frame["proline"], 5, labels=[f"band{i}" for i in range(5)]).astype(str)
-    rows = pd.RangeIndex(len(frame))
-    return pd.DataFrame(
-        {
-            "tasting": pd.Series(notes).where(rows % 17 != 5),
-            "band": band.where(rows % 13 != 3),
-            "target": frame["target"].map(dict(enumerate(bunch.target_names))),
-        }
-    )
 
 
 EMBEDDING_CODE = """\
