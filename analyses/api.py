@@ -47,7 +47,7 @@ from analyses.serializers import (
     session_summary,
 )
 from analyses.sessions import SessionStateError, request_abort, request_interrupt, start_session
-from training_worker.defaults import default_architecture_code
+from training_worker.defaults import default_architecture_code, default_multi_output_code
 
 MAX_PAGE = 1000
 
@@ -332,9 +332,17 @@ def get_analysis(request, analysis_id: int):
     return analysis_json(access.get_analysis_for(request.user, analysis_id))
 
 
-class NewMLTask(Schema):
-    target: str
+class TargetSpec(Schema):
+    name: str
     prediction_type: str | None = None
+
+
+class NewMLTask(Schema):
+    """Either one ``target`` (with its ``prediction_type``), or ``targets`` (2+) for a multi-output model."""
+
+    target: str | None = None
+    prediction_type: str | None = None
+    targets: list[TargetSpec] | None = None
 
 
 def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str] | None:
@@ -368,27 +376,70 @@ def _is_numeric(series) -> bool:
     return pd.api.types.is_numeric_dtype(series)
 
 
+def _checked_target(dataset: Dataset, name: str, prediction_type: str | None) -> dict[str, Any]:
+    """{name, prediction_type, classes} of one target: the column exists, the type fits its values."""
+    if dataset.column(name) is None:
+        names = ", ".join(c["name"] for c in dataset.columns[:20])
+        raise HttpError(
+            400, f"Target {name!r} is not a column of dataset {dataset.name!r}. Columns: {names}."
+        )
+    if prediction_type:
+        prediction_type = clean_prediction_type(prediction_type)
+    else:
+        prediction_type = guess_prediction_type(read_target(dataset, name))
+    prediction_type = str(prediction_type)  # a plain string in JSON and in the generated code
+    return {
+        "name": name,
+        "prediction_type": prediction_type,
+        "classes": classes_for(dataset, name, prediction_type),
+    }
+
+
+def _requested_targets(payload: NewMLTask) -> list[tuple[str, str | None]]:
+    if payload.targets is None:
+        if payload.target is None:
+            raise HttpError(
+                400,
+                'Name the target: {"target": "<column>"}, or several for a multi-output model: '
+                '{"targets": [{"name": "<column>"}, {"name": "<column>"}]}.',
+            )
+        return [(payload.target, payload.prediction_type)]
+    if payload.target is not None or payload.prediction_type is not None:
+        raise HttpError(
+            400,
+            "Send either target (and prediction_type) or targets, not both; "
+            "each entry of targets has its own prediction_type.",
+        )
+    if len(payload.targets) < 2:
+        raise HttpError(
+            400, 'targets needs 2 or more columns (multi-output); for one target send {"target": "<column>"}.'
+        )
+    names = [t.name for t in payload.targets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise HttpError(
+            400,
+            f"targets: {', '.join(map(repr, duplicates))} appears more than once; each target is one output.",
+        )
+    return [(t.name, t.prediction_type) for t in payload.targets]
+
+
 @api.post("/analyses/{analysis_id}/mltasks/", response={201: dict}, tags=["analyses"])
 def create_mltask(request, analysis_id: int, payload: NewMLTask):
     analysis = access.get_analysis_for(request.user, analysis_id, Role.EDITOR)
     dataset = analysis.dataset
-    if dataset.column(payload.target) is None:
-        names = ", ".join(c["name"] for c in dataset.columns[:20])
-        raise HttpError(
-            400, f"Target {payload.target!r} is not a column of dataset {dataset.name!r}. Columns: {names}."
-        )
-    if payload.prediction_type:
-        prediction_type = clean_prediction_type(payload.prediction_type)
-    else:
-        prediction_type = guess_prediction_type(read_target(dataset, payload.target))
-    classes = classes_for(dataset, payload.target, prediction_type)
+    targets = [_checked_target(dataset, name, kind) for name, kind in _requested_targets(payload)]
+    first = targets[0]
     mltask = MLTask.objects.create(
         analysis=analysis,
-        target=payload.target,
-        prediction_type=prediction_type,
-        classes=classes,
+        target=first["name"],
+        prediction_type=first["prediction_type"],
+        classes=first["classes"],
+        extra_targets=targets[1:],
         updated_by=request.user,
-        **default_design(dataset, payload.target, prediction_type),
+        **default_design(
+            dataset, first["name"], first["prediction_type"], targets if len(targets) > 1 else None
+        ),
     )
     return Status(201, mltask_json(mltask))
 
@@ -413,15 +464,19 @@ class MLTaskEdit(Schema):
 def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
     mltask = access.get_mltask_for(request.user, mltask_id, Role.EDITOR)
     dataset = mltask.analysis.dataset
+    # One name for a single-target task (its messages say "the target"), else every target.
+    target_names = mltask.target if not mltask.extra_targets else [t["name"] for t in mltask.targets]
     changes: dict[str, Any] = {}
     if payload.prediction_type is not None and payload.prediction_type != mltask.prediction_type:
         new_type = clean_prediction_type(payload.prediction_type)
         changes["classes"] = classes_for(dataset, mltask.target, new_type)
         changes["prediction_type"] = new_type
-        if payload.architecture_code is None and mltask.architecture_code == default_architecture_code(
-            mltask.prediction_type
+        if payload.architecture_code is None and mltask.architecture_code == _default_code(
+            mltask.targets
         ):  # untouched default code follows the type; edited code is the user's and stays
-            changes["architecture_code"] = default_architecture_code(new_type)
+            changes["architecture_code"] = _default_code(
+                [{**mltask.targets[0], "prediction_type": new_type}, *mltask.extra_targets]
+            )
     if payload.architecture_code is not None:
         changes["architecture_code"] = payload.architecture_code
     if payload.preprocessing_code is not None:
@@ -429,10 +484,10 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
     if payload.training is not None:
         changes["training"] = clean_training(payload.training, mltask.training)
     if payload.features is not None:
-        changes["features"] = clean_features(payload.features, dataset, mltask.target)
+        changes["features"] = clean_features(payload.features, dataset, target_names)
     if payload.split is not None:
         changes["split"] = clean_split(
-            payload.split, mltask.split, dataset, mltask.target, changes.get("features", mltask.features)
+            payload.split, mltask.split, dataset, target_names, changes.get("features", mltask.features)
         )
     if payload.metric is not None:
         changes["metric"] = payload.metric
@@ -455,6 +510,12 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
         )
     mltask.refresh_from_db()
     return mltask_json(mltask)
+
+
+def _default_code(targets: list[dict]) -> str:
+    if len(targets) == 1:
+        return default_architecture_code(targets[0]["prediction_type"])
+    return default_multi_output_code({t["name"]: t["prediction_type"] for t in targets})
 
 
 # ---------------------------------------------------------------- sessions

@@ -11,6 +11,7 @@ from training_worker.defaults import (
     IMAGE_LOADERS,
     default_architecture_code,
     default_feature_handling,
+    default_multi_output_code,
     default_training,
     feature_encodings,
     is_integer_encoded,
@@ -39,11 +40,19 @@ class DesignError(ValueError):
     """An edit that cannot be saved; the message names the field and what is accepted."""
 
 
-def default_features(dataset: Dataset, target: str) -> list[dict]:
-    """Every column but the target, with its type's default handling, into the input `main`."""
+def _names(target: str | list[str] | None) -> list[str]:
+    """The target column names: one name, or the list of a multi-output task."""
+    if target is None:
+        return []
+    return [target] if isinstance(target, str) else list(target)
+
+
+def default_features(dataset: Dataset, target: str | list[str]) -> list[dict]:
+    """Every column but the target(s), with its type's default handling, into the input `main`."""
+    targets = set(_names(target))
     features = []
     for column in dataset.columns:
-        if column["name"] == target:
+        if column["name"] in targets:
             continue
         column_type = column["type"] if column["type"] in FEATURE_TYPES else "categorical"
         features.append(
@@ -59,11 +68,19 @@ def default_features(dataset: Dataset, target: str) -> list[dict]:
     return features
 
 
-def default_design(dataset: Dataset, target: str, prediction_type: str) -> dict[str, Any]:
+def default_design(
+    dataset: Dataset, target: str, prediction_type: str, targets: list[dict] | None = None
+) -> dict[str, Any]:
+    """``targets`` ([{name, prediction_type}, ...], 2+) makes a multi-output design."""
+    multi = targets is not None and len(targets) > 1
     return {
-        "features": default_features(dataset, target),
+        "features": default_features(dataset, [t["name"] for t in targets] if multi else target),
         "split": {**DEFAULT_SPLIT, "sampling": dict(DEFAULT_SAMPLING)},
-        "architecture_code": default_architecture_code(prediction_type),
+        "architecture_code": (
+            default_multi_output_code({t["name"]: t["prediction_type"] for t in targets})
+            if multi
+            else default_architecture_code(prediction_type)
+        ),
         "training": default_training(),
         "metric": default_metric(prediction_type),
     }
@@ -91,7 +108,7 @@ def clean_split(
     split: Any,
     current: dict,
     dataset: Dataset | None = None,
-    target: str | None = None,
+    target: str | list[str] | None = None,
     features: list[dict] | None = None,
 ) -> dict:
     """The split: ``mode`` random (``train_ratio``, ``seed``, ``stratify``) or explicit
@@ -145,7 +162,7 @@ def _clean_sampling(sampling: Any) -> dict:
 
 
 def _clean_test_dataset(
-    test_id: Any, dataset: Dataset | None, target: str | None, features: list[dict] | None
+    test_id: Any, dataset: Dataset | None, target: str | list[str] | None, features: list[dict] | None
 ) -> int:
     if isinstance(test_id, bool) or not isinstance(test_id, int):
         raise DesignError(
@@ -162,7 +179,7 @@ def _clean_test_dataset(
     if test is None:
         raise DesignError(f"split.test_dataset: there is no dataset {test_id} in this project.")
     needed = [f["name"] for f in features or [] if f.get("role", "input") == "input"]
-    needed += [target] if target else []
+    needed += _names(target)
     have = {c["name"] for c in test.columns}
     missing = [name for name in needed if name not in have]
     if missing:
@@ -173,7 +190,8 @@ def _clean_test_dataset(
     return test_id
 
 
-def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
+def clean_features(features: Any, dataset: Dataset, target: str | list[str]) -> list[dict]:
+    targets = _names(target)
     if not isinstance(features, list):
         raise DesignError("features must be a list of {name, role, type, handling, input} objects.")
     known = {c["name"] for c in dataset.columns}
@@ -182,8 +200,9 @@ def clean_features(features: Any, dataset: Dataset, target: str) -> list[dict]:
         if not isinstance(entry, dict) or entry.get("name") not in known:
             name = entry.get("name") if isinstance(entry, dict) else entry
             raise DesignError(f"features: {name!r} is not a column of dataset {dataset.name!r}.")
-        if entry["name"] == target:
-            raise DesignError(f"features: {target!r} is the target; it cannot also be a feature.")
+        if entry["name"] in targets:
+            which = "the target" if len(targets) == 1 else "a target"
+            raise DesignError(f"features: {entry['name']!r} is {which}; it cannot also be a feature.")
         if entry.get("role", "input") not in FEATURE_ROLES:
             raise DesignError(
                 f"features: role of {entry['name']!r} must be one of {', '.join(FEATURE_ROLES)}."

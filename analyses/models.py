@@ -102,6 +102,9 @@ class MLTask(models.Model):
     target = models.CharField(max_length=255)
     prediction_type = models.CharField(max_length=12, choices=PredictionType.choices)
     classes = models.JSONField(null=True, blank=True)  # sorted target labels (classification)
+    # Multi-output: the targets after the first (target, prediction_type, classes above), each
+    # {name, prediction_type, classes}; the model then has one output per target, named after it.
+    extra_targets = models.JSONField(default=list, blank=True)
     features = models.JSONField(default=list)
     split = models.JSONField(default=dict)
     architecture_code = models.TextField()
@@ -120,11 +123,18 @@ class MLTask(models.Model):
     def project(self) -> Project:
         return self.analysis.project
 
+    @property
+    def targets(self) -> list[dict]:
+        """Every target, the first one first: [{name, prediction_type, classes}, ...]."""
+        first = {"name": self.target, "prediction_type": self.prediction_type, "classes": self.classes}
+        return [first, *(self.extra_targets or [])]
+
     def design(self) -> dict:
         return {
             "target": self.target,
             "prediction_type": self.prediction_type,
             "classes": self.classes,
+            "targets": self.targets,
             "features": self.features,
             "split": self.split,
             "architecture_code": self.architecture_code,

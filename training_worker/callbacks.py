@@ -17,13 +17,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
 from training_worker.events import clean_values
-from training_worker.metrics import CustomScore, compute_metrics, prefixed
+from training_worker.metrics import CustomScore, compute_metrics, for_output, outputs_by_name, prefixed
 
 Emit = Callable[[dict[str, Any]], None]
 Inputs = np.ndarray | Mapping[str, np.ndarray]
@@ -109,6 +110,54 @@ class MetricsCallback(keras.callbacks.Callback):
         # values, because callbacks comparing numbers (EarlyStopping, ModelCheckpoint) expect floats.
         for name, value in self.evaluate().items():
             logs[name] = float("nan") if value is None else value
+
+
+@dataclass(frozen=True)
+class OutputHead:
+    """One output of a multi-output model: its target, output name, type and decoding."""
+
+    name: str  # the target, as metric names show it: "Test R2 Score (mean radius)"
+    output: str  # the model output's name, e.g. "mean_radius" (defaults.output_name)
+    prediction_type: str
+    n_classes: int
+    to_predictions: ToPredictions | None = None
+
+
+class MultiOutputMetricsCallback(MetricsCallback):
+    """:class:`MetricsCallback` for a model with one output per target: ``Train X (target)`` and
+    ``Test X (target)``, every metric of each target's type. Targets are dicts by output name."""
+
+    def __init__(
+        self,
+        heads: list[OutputHead],
+        train: tuple[Inputs, Mapping[str, np.ndarray]],
+        test: tuple[Inputs, Mapping[str, np.ndarray]],
+        batch_size: int,
+        train_metrics_sample: int = 10_000,
+        seed: int = 1337,
+    ) -> None:
+        keras.callbacks.Callback.__init__(self)
+        self.heads = heads
+        train_inputs, train_y = train
+        rows = sample_rows(len(train_y[heads[0].output]), train_metrics_sample, seed)
+        self.train = (take_rows(train_inputs, rows), {name: y[rows] for name, y in train_y.items()})
+        self.test = test
+        self.batch_size = predict_batch_size(test[0], batch_size)
+
+    def evaluate(self, model: keras.Model | None = None) -> dict[str, float | None]:
+        model = model or self.model
+        values: dict[str, float | None] = {}
+        for prefix, (inputs, y_true) in (("Train", self.train), ("Test", self.test)):
+            outputs = outputs_by_name(
+                list(model.output_names), model.predict(inputs, batch_size=self.batch_size, verbose=0)
+            )
+            for head in self.heads:
+                output = outputs[head.output]
+                if head.to_predictions is not None:
+                    output = head.to_predictions(output)
+                metrics = compute_metrics(head.prediction_type, y_true[head.output], output, head.n_classes)
+                values |= for_output(head.name, prefixed(prefix, metrics))
+        return values
 
 
 class InterruptCallback(keras.callbacks.Callback):
@@ -207,6 +256,28 @@ def base_callbacks(
             seed=seed,
             custom_score=custom_score,
             to_predictions=to_predictions,
+        ),
+        InterruptCallback(interrupt),
+        ProgressCallback(emit),
+        EpochEventCallback(emit, interrupt),
+    ]
+
+
+def multi_output_callbacks(
+    *,
+    emit: Emit,
+    interrupt: threading.Event,
+    heads: list[OutputHead],
+    train: tuple[Inputs, Mapping[str, np.ndarray]],
+    test: tuple[Inputs, Mapping[str, np.ndarray]],
+    batch_size: int,
+    train_metrics_sample: int,
+    seed: int,
+) -> list[keras.callbacks.Callback]:
+    """:func:`base_callbacks` for a multi-output model: metrics per output."""
+    return [
+        MultiOutputMetricsCallback(
+            heads, train, test, batch_size, train_metrics_sample=train_metrics_sample, seed=seed
         ),
         InterruptCallback(interrupt),
         ProgressCallback(emit),

@@ -7,6 +7,7 @@ the Architecture code is plain text that only the runner executes.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 _OUTPUT_LAYERS = {
@@ -55,6 +56,78 @@ def default_architecture_code(prediction_type: str) -> str:
         )
     output, loss = _OUTPUT_LAYERS[prediction_type]
     return _ARCHITECTURE_TEMPLATE.format(output=output, loss=loss, metrics=_METRICS[prediction_type])
+
+
+_MULTI_OUTPUT_TEMPLATE = '''\
+# One output per target, named after it (spaces and the like made "_"): {{output name: prediction type}}.
+TARGETS = {targets}
+LOSSES = {{
+    "regression": "mse",
+    "binary": "binary_crossentropy",
+    "multiclass": "sparse_categorical_crossentropy",
+}}
+METRICS = {{"regression": ["mae"], "binary": ["accuracy"], "multiclass": ["accuracy"]}}
+
+
+def output_layer(target, prediction_type, n_classes):
+    """The last layer of one target's head, named after the target."""
+    if prediction_type == "regression":
+        return keras.layers.Dense(1, name=target)
+    if prediction_type == "binary":
+        return keras.layers.Dense(1, activation="sigmoid", name=target)
+    return keras.layers.Dense(n_classes[target], activation="softmax", name=target)
+
+
+def build_model(input_shapes, n_classes):
+    """Return a Keras model with one output per target.
+
+    input_shapes maps each input name (e.g. "main") to its shape; n_classes maps each output name
+    to its target's number of classes (1 for regression).
+    """
+    inputs = [keras.Input(shape=shape, name=name) for name, shape in input_shapes.items()]
+    # Images (height, width, channels) are flattened; a convolution would suit them better.
+    flat = [keras.layers.Flatten()(i) if len(i.shape) > 2 else i for i in inputs]
+    x = flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat)
+    # The shared trunk...
+    x = keras.layers.Dense(64, activation="relu")(x)
+    x = keras.layers.Dropout(0.2)(x)
+    # ...and one head per target.
+    outputs = {{}}
+    for target, prediction_type in TARGETS.items():
+        head = keras.layers.Dense(32, activation="relu")(x)
+        outputs[target] = output_layer(target, prediction_type, n_classes)(head)
+    return keras.Model(inputs=inputs[0] if len(inputs) == 1 else inputs, outputs=outputs)
+
+
+def compile_model(model):
+    """Compile the model built above, with a loss per output, and return it."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.003),
+        loss={{target: LOSSES[prediction_type] for target, prediction_type in TARGETS.items()}},
+        loss_weights={{target: 1.0 for target in TARGETS}},
+        metrics={{target: METRICS[prediction_type] for target, prediction_type in TARGETS.items()}},
+    )
+    return model
+'''
+
+
+def output_name(target: str) -> str:
+    """The name of a target's model output: the target, with what TensorFlow refuses in a layer
+    name (spaces, ...) replaced by ``_``: "mean radius" -> "mean_radius"."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", target)
+    return name if name and name[0].isalnum() else f"output_{name}"
+
+
+def default_multi_output_code(targets: dict[str, str]) -> str:
+    """Architecture code for a multi-output model: a shared trunk, one head per target.
+
+    ``targets`` maps each target (the name of its output) to its prediction type.
+    """
+    unknown = [t for t in targets.values() if t not in _OUTPUT_LAYERS]
+    if unknown:
+        raise ValueError(f"unknown prediction type {unknown[0]!r}; expected one of {sorted(_OUTPUT_LAYERS)}")
+    by_output = {output_name(target): kind for target, kind in targets.items()}
+    return _MULTI_OUTPUT_TEMPLATE.format(targets=repr(by_output))
 
 
 def default_training() -> dict[str, Any]:

@@ -218,3 +218,17 @@ def multiclass_roc_auc(y_true: np.ndarray, probabilities: np.ndarray, n_classes:
 def prefixed(prefix: str, values: dict[str, float | None]) -> dict[str, float | None]:
     """{"ROC AUC": 0.9} -> {"Test ROC AUC": 0.9}."""
     return {f"{prefix} {name}": value for name, value in values.items()}
+
+
+def outputs_by_name(output_names: list[str], output: Any) -> dict[str, np.ndarray]:
+    """A multi-output model's ``predict`` result (a dict, or a list in output order) by output name."""
+    if isinstance(output, dict):
+        return {name: np.asarray(value) for name, value in output.items()}
+    if isinstance(output, list | tuple):
+        return {name: np.asarray(value) for name, value in zip(output_names, output, strict=True)}
+    return {output_names[0]: np.asarray(output)}
+
+
+def for_output(target: str, values: dict[str, float | None]) -> dict[str, float | None]:
+    """{"Test ROC AUC": 0.9} -> {"Test ROC AUC (churn)": 0.9}, for one output of a multi-output model."""
+    return {f"{name} ({target})": value for name, value in values.items()}

@@ -151,6 +151,9 @@ class Preprocessing:
     features: list[FittedFeature] = field(default_factory=list)
     # Regression only; None for classification (and for objects saved before target rescaling existed).
     target_scaling: TargetScaling | None = None
+    # Multi-output: the targets after the first, each a Preprocessing without features (its
+    # encode_target, scale_target and output_to_predictions); empty for a single-target model.
+    extra_targets: list[Preprocessing] = field(default_factory=list)
 
     @classmethod
     def fit(
@@ -197,6 +200,37 @@ class Preprocessing:
             y = preprocessing.encode_target(frame[target])
             preprocessing.target_scaling = TargetScaling.fit(y, rescaling)
         return preprocessing
+
+    @classmethod
+    def fit_target(
+        cls,
+        frame: pd.DataFrame,
+        target: str,
+        prediction_type: str,
+        classes: list[Any] | None = None,
+        target_rescaling: str | None = None,
+    ) -> Preprocessing:
+        """One more target of a multi-output model: its encoding (and rescaling), no features."""
+        _check_classes(prediction_type, classes)
+        rescaling = DEFAULT_TARGET_RESCALING if target_rescaling is None else target_rescaling
+        _check_target_rescaling(rescaling)
+        preprocessing = cls(
+            prediction_type=prediction_type,
+            target=target,
+            classes=None if classes is None else [str(label) for label in classes],
+        )
+        if prediction_type == "regression":
+            if target not in frame.columns:
+                raise PreprocessingError(f"The target column {target!r} is not in the dataset.")
+            preprocessing.target_scaling = TargetScaling.fit(
+                preprocessing.encode_target(frame[target]), rescaling
+            )
+        return preprocessing
+
+    @property
+    def targets(self) -> list[Preprocessing]:
+        """The preprocessing of each target, this one's first (one for a single-target model)."""
+        return [self, *getattr(self, "extra_targets", [])]
 
     @property
     def input_names(self) -> list[str]:
@@ -302,7 +336,23 @@ class Preprocessing:
             "input_shapes": {name: list(shape) for name, shape in self.input_shapes.items()},
             "vocabularies": self.vocabularies,
             "features": [_describe_feature(feature) for feature in self.features],
-        }
+        } | (
+            {
+                "extra_targets": [
+                    {
+                        "target": extra.target,
+                        "prediction_type": extra.prediction_type,
+                        "classes": extra.classes,
+                        "target_rescaling": None
+                        if extra.target_scaling is None
+                        else asdict(extra.target_scaling),
+                    }
+                    for extra in self.extra_targets
+                ]
+            }
+            if getattr(self, "extra_targets", None)
+            else {}
+        )
 
 
 def read_dataset(

@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training_worker.defaults import output_name
 from training_worker.events import EVENT_FD, EVENT_FD_VARIABLE, Status, clean_values, encode_event
-from training_worker.metrics import class_probabilities, predicted_classes
+from training_worker.metrics import class_probabilities, outputs_by_name, predicted_classes
 from training_worker.preprocessing import (
     TARGET_RESCALINGS,
     Preprocessing,
@@ -58,6 +59,7 @@ from training_worker.usercode import (
     UserCodeError,
     call_user_function,
     check_output_layer,
+    check_output_layers,
     compile_tab,
     describe_exception,
     execute_tab,
@@ -115,7 +117,7 @@ class Split:
     """
 
     inputs: dict[str, np.ndarray]
-    y: np.ndarray
+    y: np.ndarray | dict[str, np.ndarray]  # a dict by target (output name) for a multi-output model
     frame: pd.DataFrame
 
     @property
@@ -140,6 +142,11 @@ class Runner:
         self.interrupt = interrupt
         self.prediction_type: str = job["prediction_type"]
         self.target: str = job["target"]
+        # Every target, the first being ``target``; 2+ make a multi-output model (one output each).
+        self.targets: list[dict[str, Any]] = job.get("targets") or [
+            {"name": self.target, "prediction_type": self.prediction_type, "classes": job.get("classes")}
+        ]
+        self.multi_output = len(self.targets) > 1
         self.seed = int(job.get("seed", 1337))
         self.partial_dir = workdir / OUTPUT_DIR / ".partial"
 
@@ -190,13 +197,15 @@ class Runner:
             preprocessing, train, test = self._prepare_data()
         with self.phase("build_model"):
             keras, namespace, model = self._build_model(preprocessing)
-        self.emit(_model_event(model, preprocessing))
+        self.emit(_model_event(model, preprocessing, self._n_classes(preprocessing)))
         with self.phase("compile_model"):
             model = self._compile_model(keras, namespace, model)
 
         from training_worker.callbacks import base_callbacks  # imports Keras: only once it is needed
 
         with self.phase("fit"):
+            if self.multi_output:
+                return self._fit_multi_output(preprocessing, train, test, model, epochs, batch_size)
             callbacks = base_callbacks(
                 emit=self.emit,
                 interrupt=self.interrupt,
@@ -236,15 +245,17 @@ class Runner:
             raise PreprocessingError(f"Dataset format {data_format!r} is not supported; use CSV or Parquet.")
         features = job.get("features") or []
         split = job.get("split") or {}
+        if self.multi_output:
+            self._check_targets(features)
         frame = read_dataset(
             str(self.workdir / job["dataset"]["path"]),
-            features,
+            features + self._extra_target_columns(),
             self.target,
             self.prediction_type,
             format=data_format,
             sampling=split.get("sampling"),
         )
-        frame = drop_missing_target(frame, self.target)
+        frame = self._drop_missing_targets(frame)
         test_dataset = None
         if split.get("mode", "random") == "explicit":
             test_dataset = self._read_test_dataset(features)
@@ -263,15 +274,137 @@ class Runner:
             target_rescaling=_target_rescaling(job.get("training") or {}),
             preprocessing_code=job.get("preprocessing_code") or "",
         )
+        if self.multi_output:
+            preprocessing.extra_targets = [
+                Preprocessing.fit_target(
+                    train_frame,
+                    spec["name"],
+                    spec["prediction_type"],
+                    spec.get("classes"),
+                    target_rescaling=_target_rescaling(job.get("training") or {}),
+                )
+                for spec in self.targets[1:]
+            ]
         train, test = (
             Split(
                 preprocessing.transform(resolve_image_paths(part, features, images_dir)),
-                preprocessing.encode_target(part[self.target]),
+                {output_name(p.target): p.encode_target(part[p.target]) for p in preprocessing.targets}
+                if self.multi_output
+                else preprocessing.encode_target(part[self.target]),
                 part,
             )
             for part in (train_frame, test_frame)
         )
         return preprocessing, train, test
+
+    def _check_targets(self, features: list[dict[str, Any]]) -> None:
+        names = [spec["name"] for spec in self.targets]
+        if len(set(names)) != len(names):
+            raise PreprocessingError(f"The targets {names} name a column more than once; each is one output.")
+        inputs = {f["name"] for f in features if f.get("role", "input") == "input"}
+        both = [name for name in names if name in inputs]
+        if both:
+            raise PreprocessingError(
+                f"{both[0]!r} is a target, so it cannot also be an input feature; "
+                "reject it in the Features handling."
+            )
+
+    def _extra_target_columns(self) -> list[dict[str, Any]]:
+        """Read like categorical features: class labels of the other targets stay text."""
+        return [
+            {"name": spec["name"], "type": "categorical", "role": "target"}
+            for spec in self.targets[1:]
+            if spec["prediction_type"] != "regression"
+        ]
+
+    def _drop_missing_targets(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows with any target missing are dropped: every output is trained on every row."""
+        for spec in self.targets[1:]:
+            if spec["name"] not in frame.columns:
+                raise PreprocessingError(
+                    f"The target column {spec['name']!r} is not in the dataset "
+                    f"(columns: {list(frame.columns)[:20]}). Choose another target, or re-upload the dataset."
+                )
+        for spec in self.targets:
+            frame = drop_missing_target(frame, spec["name"])
+        return frame
+
+    def _n_classes(self, preprocessing: Preprocessing) -> int | dict[str, int]:
+        """What build_model receives: an int, or for a multi-output model a dict by target."""
+        if not self.multi_output:
+            return preprocessing.n_classes
+        return {output_name(p.target): p.n_classes for p in preprocessing.targets}
+
+    def _fit_multi_output(
+        self,
+        preprocessing: Preprocessing,
+        train: Split,
+        test: Split,
+        model: Any,
+        epochs: int,
+        batch_size: int,
+    ) -> bool:
+        """Fit, evaluate, predict and save a model with one output per target; returns whether interrupted."""
+        from training_worker.callbacks import OutputHead, multi_output_callbacks
+
+        heads = [
+            OutputHead(
+                p.target, output_name(p.target), p.prediction_type, p.n_classes, p.output_to_predictions
+            )
+            for p in preprocessing.targets
+        ]
+        callbacks = multi_output_callbacks(
+            emit=self.emit,
+            interrupt=self.interrupt,
+            heads=heads,
+            train=(train.model_inputs, train.y),
+            test=(test.model_inputs, test.y),
+            batch_size=batch_size,
+            train_metrics_sample=int(self.job.get("train_metrics_sample", 10_000)),
+            seed=self.seed,
+        )
+        if not self.interrupt.is_set():
+            model.fit(
+                train.model_inputs,
+                {
+                    output_name(p.target): p.scale_target(train.y[output_name(p.target)])
+                    for p in preprocessing.targets
+                },
+                epochs=epochs,
+                batch_size=batch_size,
+                callbacks=callbacks,
+                verbose=0,
+            )
+        interrupted = self.interrupt.is_set()
+        with self.phase("evaluate"):
+            self.final_metrics = callbacks[0].evaluate(model)
+        with self.phase("predict"):
+            output = model.predict(test.model_inputs, batch_size=batch_size, verbose=0)
+            outputs = outputs_by_name(list(model.output_names), output)
+            self._write_multi_output_predictions(test.frame, outputs, preprocessing)
+        with self.phase("save"):
+            self._save(model, preprocessing)
+        return interrupted
+
+    def _write_multi_output_predictions(
+        self, test_frame: pd.DataFrame, outputs: dict[str, np.ndarray], prep: Preprocessing
+    ) -> None:
+        """predictions.csv: per target ``actual (t)``, ``prediction (t)`` and ``proba_<label> (t)``."""
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame({"row": test_frame.index.to_numpy()})
+        for head in prep.targets:
+            name, output = head.target, outputs[output_name(head.target)]
+            table[f"actual ({name})"] = test_frame[name].to_numpy()
+            if head.classes is None:
+                table[f"prediction ({name})"] = head.output_to_predictions(output)
+                continue
+            table[f"prediction ({name})"] = np.asarray(head.classes, dtype=object)[
+                predicted_classes(head.prediction_type, output)
+            ]
+            probabilities = class_probabilities(head.prediction_type, output)
+            for position, label in enumerate(head.classes):
+                table[f"proba_{label} ({name})"] = probabilities[:, position]
+        table.to_csv(self.partial_dir / "predictions.csv", index=False)
 
     def _read_test_dataset(self, features: list[dict[str, Any]]) -> pd.DataFrame:
         """The explicit test dataset (``job["test_dataset"]``, linked into the work dir), read whole."""
@@ -285,7 +418,11 @@ class Runner:
         if data_format not in ("csv", "parquet"):
             raise PreprocessingError(f"Dataset format {data_format!r} is not supported; use CSV or Parquet.")
         test = read_dataset(
-            str(self.workdir / spec["path"]), features, self.target, self.prediction_type, format=data_format
+            str(self.workdir / spec["path"]),
+            features + self._extra_target_columns(),
+            self.target,
+            self.prediction_type,
+            format=data_format,
         )
         needed = [f["name"] for f in features if f.get("role", "input") == "input"]
         missing = [name for name in needed if name not in test.columns]
@@ -295,7 +432,7 @@ class Runner:
                 f"{', '.join(map(repr, missing[:20]))}; "
                 "choose another test dataset, or reject those features."
             )
-        return drop_missing_target(test, self.target)
+        return self._drop_missing_targets(test)
 
     def _build_model(self, preprocessing: Preprocessing) -> tuple[Any, dict[str, Any], Any]:
         # Compiled before Keras is imported: a syntax error is reported in a second, not ten.
@@ -305,14 +442,21 @@ class Runner:
         build_model = user_function(
             namespace, "build_model", "(input_shapes, n_classes)", "architecture", "build_model"
         )
+        n_classes = self._n_classes(preprocessing)
         model = call_user_function(
             build_model,
-            (dict(preprocessing.input_shapes), preprocessing.n_classes),
+            (dict(preprocessing.input_shapes), n_classes),
             "build_model",
             expected="build_model(input_shapes, n_classes) must return a keras.Model.",
         )
         _require_model(keras, model, build_model, "return keras.Model(inputs, outputs) at its end")
-        check_output_layer(model, self.prediction_type, preprocessing.n_classes)
+        if self.multi_output:
+            check_output_layers(
+                model,
+                [(output_name(p.target), p.prediction_type, p.n_classes) for p in preprocessing.targets],
+            )
+        else:
+            check_output_layer(model, self.prediction_type, preprocessing.n_classes)
         return keras, namespace, model
 
     def _compile_model(self, keras: Any, namespace: dict[str, Any], model: Any) -> Any:
@@ -486,7 +630,7 @@ def _training_settings(training: dict[str, Any]) -> tuple[int, int]:
     return epochs, batch_size
 
 
-def _model_event(model: Any, preprocessing: Preprocessing) -> dict[str, Any]:
+def _model_event(model: Any, preprocessing: Preprocessing, n_classes: Any) -> dict[str, Any]:
     lines: list[str] = []
     try:
         model.summary(print_fn=lambda text, **_: lines.append(text))
@@ -501,7 +645,7 @@ def _model_event(model: Any, preprocessing: Preprocessing) -> dict[str, Any]:
         "summary": summary,
         "params": params,
         "input_shapes": {name: list(shape) for name, shape in preprocessing.input_shapes.items()},
-        "n_classes": preprocessing.n_classes,
+        "n_classes": n_classes,
         # Integer inputs only (categorical index, text sequence): their Embedding's input_dim.
         "vocabularies": preprocessing.vocabularies,
     }

@@ -80,6 +80,8 @@ def prepare_workdir(session: Session) -> Path:
         "target": design["target"],
         "prediction_type": design["prediction_type"],
         "classes": design.get("classes"),
+        # Every target, the first being the one above; 2+ for a multi-output model.
+        "targets": design.get("targets") or [_first_target(design)],
         "features": design["features"],
         "split": design["split"],
         "test_dataset": test_dataset,
@@ -93,6 +95,15 @@ def prepare_workdir(session: Session) -> Path:
     }
     (workdir / "job.json").write_text(json.dumps(job, indent=1))
     return workdir
+
+
+def _first_target(design: dict) -> dict:
+    """A design saved before multi-output: its one target."""
+    return {
+        "name": design["target"],
+        "prediction_type": design["prediction_type"],
+        "classes": design.get("classes"),
+    }
 
 
 def _link_images(dataset: Dataset, workdir: Path) -> dict[str, str]:

@@ -240,3 +240,59 @@ def _activation_name(layer: Any) -> str | None:
     if isinstance(activation, str):
         return activation
     return getattr(activation, "__name__", type(activation).__name__)
+
+
+def check_output_layers(model: Any, targets: list[tuple[str, str, int]]) -> None:
+    """A multi-output model: one output per target, named after it, each fit for its type.
+
+    ``targets`` lists (name, prediction type, number of classes) in the design's order.
+    """
+    names = [name for name, _, _ in targets]
+    listed = ", ".join(f"{name!r} ({kind})" for name, kind, _ in targets)
+    outputs = list(getattr(model, "outputs", None) or [])
+    if not outputs:
+        return  # a subclassed model not built yet: its outputs are only known once it runs
+    output_names = list(getattr(model, "output_names", None) or [])
+    if len(outputs) != len(targets):
+        raise _output_error(
+            f"This ML task has {len(targets)} targets, so the model needs {len(targets)} outputs, "
+            f"one per target and named after it: {listed}",
+            f"a model with {len(outputs)} output(s)"
+            + (f" named {', '.join(map(repr, output_names))}" if output_names else ""),
+            "Return keras.Model(inputs, outputs={target: layer, ...}) or give each output layer "
+            "name=<target>.",
+        )
+    unnamed = [name for name in names if name not in output_names]
+    if unnamed:
+        raise _output_error(
+            f"Each output must be named after its target: {listed}",
+            f"outputs named {', '.join(map(repr, output_names))}",
+            f"Name the output layer of {unnamed[0]!r} name={unnamed[0]!r} (or key the outputs dict by it).",
+        )
+    by_name = dict(zip(output_names, outputs, strict=True))
+    for name, prediction_type, n_classes in targets:
+        tensor = by_name[name]
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            continue
+        layer = history[0]
+        shape = tuple(tensor.shape)
+        units = shape[-1] if len(shape) == 2 else None
+        activation = _activation_name(layer)
+        acceptable = {
+            "regression": units == 1 and activation in ("linear", None),
+            "binary": (units, activation) in ((1, "sigmoid"), (2, "softmax")),
+            "multiclass": units == n_classes and activation == "softmax",
+        }[prediction_type]
+        if not acceptable:
+            if activation is None or units is None:
+                received = f"a {type(layer).__name__} layer with output shape {shape}"
+            else:
+                received = f"{type(layer).__name__}({units}, activation='{activation}')"
+            expected = EXPECTED_OUTPUT[prediction_type].format(n_classes=n_classes)
+            raise _output_error(
+                f"Output {name!r} is {expected}",
+                received,
+                f"Change the last layer of the {name!r} head in build_model"
+                + ("; use n_classes[target] as its size." if prediction_type == "multiclass" else "."),
+            )
