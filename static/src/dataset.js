@@ -58,7 +58,8 @@ async function createAnalysis(event) {
         const analysis = await postJSON(`/api/projects/${data.project}/analyses/`, { dataset: data.dataset, name });
         createdAnalysis = { ...analysis, requestedName: name };
       }
-      const mltask = await createMLTask(createdAnalysis.id, target, predictionType);
+      const also = [...($("#also-predict")?.selectedOptions || [])].map((option) => option.value);
+      const mltask = await createMLTask(createdAnalysis.id, target, predictionType, also.filter((c) => c !== target));
       window.location.assign(mltaskPageUrl(data.project, mltask.id));
     } catch (error) {
       showMessage(error.message, "error");

@@ -140,3 +140,29 @@ def test_image_model_on_digits_uploaded_as_a_zip(client, project):
 
     assert done["model"]["input_shapes"] == {"image": [8, 8, 1]}
     assert done["final_metrics"]["Test Accuracy"] >= 0.8
+
+
+def test_multi_output_model_reports_metrics_per_target(client, project):
+    from tests.live import breast_cancer_csv
+
+    dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv())
+    analysis = client.call("POST", f"/api/projects/{project}/analyses/", json={"dataset": dataset["id"]})
+    mltask = client.call(
+        "POST",
+        f"/api/analyses/{analysis['id']}/mltasks/",
+        json={"targets": [{"name": "target"}, {"name": "mean radius"}]},
+    )
+    assert [(t["name"], t["prediction_type"]) for t in mltask["targets"]] == [
+        ("target", "binary"),
+        ("mean radius", "regression"),
+    ]
+    assert "mean radius" not in {f["name"] for f in mltask["features"]}
+
+    done = train(client, mltask["id"], epochs=3)
+
+    for epoch in done["metrics"]:
+        assert {"Train ROC AUC (target)", "Test ROC AUC (target)", "Test R2 Score (mean radius)"} <= set(
+            epoch["values"]
+        )
+    assert done["final_metrics"]["Test ROC AUC (target)"] >= 0.9
+    assert done["final_metrics"]["Test R2 Score (mean radius)"] > 0.5
