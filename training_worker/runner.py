@@ -111,7 +111,7 @@ def watch_commands(commands: Any, interrupt: threading.Event, finishing: threadi
 
 @dataclass
 class Split:
-    """One side of the train/test split: model inputs, target in its own units, and the original rows.
+    """One side of the train/test split: model inputs, target in its own units, and the target columns.
 
     ``y`` is what the metrics compare against; ``model.fit`` gets ``Preprocessing.scale_target(y)``.
     """
@@ -291,7 +291,9 @@ class Runner:
                 {output_name(p.target): p.encode_target(part[p.target]) for p in preprocessing.targets}
                 if self.multi_output
                 else preprocessing.encode_target(part[self.target]),
-                part,
+                # Only the targets (and row labels) are needed later, for predictions.csv: the
+                # feature columns would stay in memory through fit for nothing.
+                part[[spec["name"] for spec in self.targets]],
             )
             for part in (train_frame, test_frame)
         )
