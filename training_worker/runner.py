@@ -201,27 +201,12 @@ class Runner:
         with self.phase("compile_model"):
             model = self._compile_model(keras, namespace, model)
 
-        from training_worker.callbacks import base_callbacks  # imports Keras: only once it is needed
-
         with self.phase("fit"):
-            if self.multi_output:
-                return self._fit_multi_output(preprocessing, train, test, model, epochs, batch_size)
-            callbacks = base_callbacks(
-                emit=self.emit,
-                interrupt=self.interrupt,
-                prediction_type=self.prediction_type,
-                n_classes=preprocessing.n_classes,
-                train=(train.model_inputs, train.y),
-                test=(test.model_inputs, test.y),
-                batch_size=batch_size,
-                train_metrics_sample=int(self.job.get("train_metrics_sample", 10_000)),
-                seed=self.seed,
-                to_predictions=preprocessing.output_to_predictions,
-            )
+            callbacks, fit_targets = self._callbacks(preprocessing, train, test, batch_size)
             if not self.interrupt.is_set():  # interrupted before training started: keep the model as built
                 model.fit(
                     train.model_inputs,
-                    preprocessing.scale_target(train.y),
+                    fit_targets,
                     epochs=epochs,
                     batch_size=batch_size,
                     callbacks=callbacks,
@@ -233,10 +218,53 @@ class Runner:
             self.final_metrics = callbacks[0].evaluate(model)
         with self.phase("predict"):
             output = model.predict(test.model_inputs, batch_size=batch_size, verbose=0)
-            self._write_predictions(test.frame, output, preprocessing)
+            if self.multi_output:
+                outputs = outputs_by_name(list(model.output_names), output)
+                self._write_multi_output_predictions(test.frame, outputs, preprocessing)
+            else:
+                self._write_predictions(test.frame, output, preprocessing)
         with self.phase("save"):
             self._save(model, preprocessing)
         return interrupted
+
+    def _callbacks(
+        self, preprocessing: Preprocessing, train: Split, test: Split, batch_size: int
+    ) -> tuple[list, Any]:
+        """The base callbacks (metrics first) and what ``fit`` gets as y: targets scaled for training."""
+        from training_worker.callbacks import (
+            OutputHead,
+            base_callbacks,
+            multi_output_callbacks,
+        )  # imports Keras
+
+        common = {
+            "emit": self.emit,
+            "interrupt": self.interrupt,
+            "train": (train.model_inputs, train.y),
+            "test": (test.model_inputs, test.y),
+            "batch_size": batch_size,
+            "train_metrics_sample": int(self.job.get("train_metrics_sample", 10_000)),
+            "seed": self.seed,
+        }
+        if not self.multi_output:
+            callbacks = base_callbacks(
+                prediction_type=self.prediction_type,
+                n_classes=preprocessing.n_classes,
+                to_predictions=preprocessing.output_to_predictions,
+                **common,
+            )
+            return callbacks, preprocessing.scale_target(train.y)
+        heads = [
+            OutputHead(
+                p.target, output_name(p.target), p.prediction_type, p.n_classes, p.output_to_predictions
+            )
+            for p in preprocessing.targets
+        ]
+        fit_targets = {
+            output_name(p.target): p.scale_target(train.y[output_name(p.target)])
+            for p in preprocessing.targets
+        }
+        return multi_output_callbacks(heads=heads, **common), fit_targets
 
     def _prepare_data(self) -> tuple[Preprocessing, Split, Split]:
         job = self.job
@@ -336,57 +364,6 @@ class Runner:
         if not self.multi_output:
             return preprocessing.n_classes
         return {output_name(p.target): p.n_classes for p in preprocessing.targets}
-
-    def _fit_multi_output(
-        self,
-        preprocessing: Preprocessing,
-        train: Split,
-        test: Split,
-        model: Any,
-        epochs: int,
-        batch_size: int,
-    ) -> bool:
-        """Fit, evaluate, predict and save a model with one output per target; returns whether interrupted."""
-        from training_worker.callbacks import OutputHead, multi_output_callbacks
-
-        heads = [
-            OutputHead(
-                p.target, output_name(p.target), p.prediction_type, p.n_classes, p.output_to_predictions
-            )
-            for p in preprocessing.targets
-        ]
-        callbacks = multi_output_callbacks(
-            emit=self.emit,
-            interrupt=self.interrupt,
-            heads=heads,
-            train=(train.model_inputs, train.y),
-            test=(test.model_inputs, test.y),
-            batch_size=batch_size,
-            train_metrics_sample=int(self.job.get("train_metrics_sample", 10_000)),
-            seed=self.seed,
-        )
-        if not self.interrupt.is_set():
-            model.fit(
-                train.model_inputs,
-                {
-                    output_name(p.target): p.scale_target(train.y[output_name(p.target)])
-                    for p in preprocessing.targets
-                },
-                epochs=epochs,
-                batch_size=batch_size,
-                callbacks=callbacks,
-                verbose=0,
-            )
-        interrupted = self.interrupt.is_set()
-        with self.phase("evaluate"):
-            self.final_metrics = callbacks[0].evaluate(model)
-        with self.phase("predict"):
-            output = model.predict(test.model_inputs, batch_size=batch_size, verbose=0)
-            outputs = outputs_by_name(list(model.output_names), output)
-            self._write_multi_output_predictions(test.frame, outputs, preprocessing)
-        with self.phase("save"):
-            self._save(model, preprocessing)
-        return interrupted
 
     def _write_multi_output_predictions(
         self, test_frame: pd.DataFrame, outputs: dict[str, np.ndarray], prep: Preprocessing

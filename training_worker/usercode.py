@@ -179,17 +179,8 @@ def check_output_layer(model: Any, prediction_type: str, n_classes: int) -> None
         return  # a subclassed model not built yet: its output is only known once it runs
     units = _output_units(model, layer)
     activation = _activation_name(layer)
-    acceptable = {
-        # A layer without an activation (Add, Reshape, ...) passes values through: fine for regression.
-        "regression": units == 1 and activation in ("linear", None),
-        "binary": (units, activation) in ((1, "sigmoid"), (2, "softmax")),
-        "multiclass": units == n_classes and activation == "softmax",
-    }[prediction_type]
-    if not acceptable:
-        if activation is None or units is None:
-            received = f"a {type(layer).__name__} layer with output shape {_output_shape(model, layer)}"
-        else:
-            received = f"{type(layer).__name__}({units}, activation='{activation}')"
+    if not _acceptable_output(prediction_type, units, activation, n_classes):
+        received = _received_output(layer, units, activation, _output_shape(model, layer))
         raise _output_error(
             expected,
             received,
@@ -197,6 +188,23 @@ def check_output_layer(model: Any, prediction_type: str, n_classes: int) -> None
             if prediction_type == "multiclass"
             else "Change the last layer of build_model.",
         )
+
+
+def _acceptable_output(
+    prediction_type: str, units: int | None, activation: str | None, n_classes: int
+) -> bool:
+    return {
+        # A layer without an activation (Add, Reshape, ...) passes values through: fine for regression.
+        "regression": units == 1 and activation in ("linear", None),
+        "binary": (units, activation) in ((1, "sigmoid"), (2, "softmax")),
+        "multiclass": units == n_classes and activation == "softmax",
+    }[prediction_type]
+
+
+def _received_output(layer: Any, units: int | None, activation: str | None, shape: Any) -> str:
+    if activation is None or units is None:
+        return f"a {type(layer).__name__} layer with output shape {shape}"
+    return f"{type(layer).__name__}({units}, activation='{activation}')"
 
 
 def _output_error(expected: str, received: str, fix: str) -> UserCodeError:
@@ -279,16 +287,8 @@ def check_output_layers(model: Any, targets: list[tuple[str, str, int]]) -> None
         shape = tuple(tensor.shape)
         units = shape[-1] if len(shape) == 2 else None
         activation = _activation_name(layer)
-        acceptable = {
-            "regression": units == 1 and activation in ("linear", None),
-            "binary": (units, activation) in ((1, "sigmoid"), (2, "softmax")),
-            "multiclass": units == n_classes and activation == "softmax",
-        }[prediction_type]
-        if not acceptable:
-            if activation is None or units is None:
-                received = f"a {type(layer).__name__} layer with output shape {shape}"
-            else:
-                received = f"{type(layer).__name__}({units}, activation='{activation}')"
+        if not _acceptable_output(prediction_type, units, activation, n_classes):
+            received = _received_output(layer, units, activation, shape)
             expected = EXPECTED_OUTPUT[prediction_type].format(n_classes=n_classes)
             raise _output_error(
                 f"Output {name!r} is {expected}",
