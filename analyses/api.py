@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -345,9 +346,14 @@ class NewMLTask(Schema):
     targets: list[TargetSpec] | None = None
 
 
-def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str] | None:
-    """The target's labels, checked against the prediction type with a message that says the fix."""
-    series = read_target(dataset, target)
+def classes_for(
+    dataset: Dataset, target: str, prediction_type: str, series: pd.Series | None = None
+) -> list[str] | None:
+    """The target's labels, checked against the prediction type with a message that says the fix.
+
+    ``series``: the target column already read (``read_target``), so a big file is read once.
+    """
+    series = read_target(dataset, target) if series is None else series
     if series.notna().sum() == 0:
         raise DesignError(f"Target {target!r} has no values.")
     if prediction_type == "regression":
@@ -357,7 +363,7 @@ def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str
                 "choose binary or multiclass."
             )
         return None
-    classes = target_labels(dataset, target)
+    classes = target_labels(dataset, target, series)
     if len(classes) < 2:
         raise DesignError(
             f"Target {target!r} has a single value ({classes[0]!r}); there is nothing to predict."
@@ -370,9 +376,7 @@ def classes_for(dataset: Dataset, target: str, prediction_type: str) -> list[str
     return classes
 
 
-def _is_numeric(series) -> bool:
-    import pandas as pd
-
+def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series)
 
 
@@ -383,15 +387,16 @@ def _checked_target(dataset: Dataset, name: str, prediction_type: str | None) ->
         raise HttpError(
             400, f"Target {name!r} is not a column of dataset {dataset.name!r}. Columns: {names}."
         )
+    series = read_target(dataset, name)
     if prediction_type:
         prediction_type = clean_prediction_type(prediction_type)
     else:
-        prediction_type = guess_prediction_type(read_target(dataset, name))
+        prediction_type = guess_prediction_type(series)
     prediction_type = str(prediction_type)  # a plain string in JSON and in the generated code
     return {
         "name": name,
         "prediction_type": prediction_type,
-        "classes": classes_for(dataset, name, prediction_type),
+        "classes": classes_for(dataset, name, prediction_type, series),
     }
 
 

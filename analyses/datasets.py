@@ -33,9 +33,12 @@ def read_target(dataset: Dataset, name: str) -> pd.Series:
     return read_columns(dataset.file.path, [name])[name]
 
 
-def target_labels(dataset: Dataset, name: str) -> list[str]:
-    """Sorted labels, as the runner reads a class target (as text); numbers sort by value (2 before 10)."""
-    values = read_target(dataset, name)
+def target_labels(dataset: Dataset, name: str, values: pd.Series | None = None) -> list[str]:
+    """Sorted labels, as the runner reads a class target (as text); numbers sort by value (2 before 10).
+
+    ``values``: the column as ``read_target`` gives it, when the caller has it already.
+    """
+    values = read_target(dataset, name) if values is None else values
     by_value = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     labels = read_columns(dataset.file.path, [name], as_text={name})[name].dropna().unique()
     return sorted((str(v) for v in labels), key=float if by_value else None)
