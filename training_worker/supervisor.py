@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,8 @@ class Supervision:
         self.interrupt_sent_at: float | None = None
         self.aborted = False
         self.last_heartbeat = 0.0
-        self.last_log_lines: list[str] = []
+        self.last_log_lines: deque[str] = deque(maxlen=20)  # shown when the runner dies
+        self.last_request_check = 0.0
         self.log_thread = threading.Thread(target=self._relay_output, daemon=True)
 
     def run(self) -> None:
@@ -252,7 +254,7 @@ class Supervision:
             assert self.process.stdout is not None
             for raw in self.process.stdout:
                 text = raw.decode("utf-8", "replace").rstrip("\n")[:4000]
-                self.last_log_lines = (self.last_log_lines + [text])[-20:]
+                self.last_log_lines.append(text)
                 count += 1
                 if count > MAX_LOG_LINES:
                     if count == MAX_LOG_LINES + 1:
@@ -269,6 +271,10 @@ class Supervision:
     # ------------------------------------------------------------ requests from the user
 
     def _check_requests(self) -> None:
+        # The loop wakes for every event chunk; the row is polled at most every POLL_SECONDS.
+        if time.monotonic() - self.last_request_check < POLL_SECONDS:
+            return
+        self.last_request_check = time.monotonic()
         row = (
             Session.objects.filter(pk=self.session_id)
             .values("interrupt_requested_at", "abort_requested_at", "status")
@@ -341,7 +347,7 @@ class Supervision:
                 if code is not None and code < 0
                 else f"exited with code {code}"
             )
-            tail = "\n".join(self.last_log_lines[-10:])
+            tail = "\n".join(list(self.last_log_lines)[-10:])
             finish(
                 self.session_id,
                 Status.FAILED,
