@@ -22,14 +22,18 @@ def mltask(project, dataset, clients) -> dict[str, Any]:
     return response.json()
 
 
-def patch_note(client, mltask: dict[str, Any], **changes: Any):
-    """PATCH the task's features with the column ``note`` changed (type, handling, input, role)."""
-    features = [dict(f, **changes) if f["name"] == "note" else f for f in mltask["features"]]
+def patch_features(client, mltask: dict[str, Any], features: list[dict[str, Any]]):
     return client.patch(
         f"/api/mltasks/{mltask['id']}/",
         {"version": mltask["version"], "features": features},
         content_type="application/json",
     )
+
+
+def patch_note(client, mltask: dict[str, Any], **changes: Any):
+    """PATCH the task's features with the column ``note`` changed (type, handling, input, role)."""
+    features = [dict(f, **changes) if f["name"] == "note" else f for f in mltask["features"]]
+    return patch_features(client, mltask, features)
 
 
 def saved_note(response) -> dict[str, Any]:
@@ -166,11 +170,7 @@ def test_numeric_features_take_no_encoding(clients, mltask: dict[str, Any]) -> N
         dict(f, handling={"encoding": "index"}) if f["name"] == "sepal_length" else f
         for f in mltask["features"]
     ]
-    response = clients["editor"].patch(
-        f"/api/mltasks/{mltask['id']}/",
-        {"version": mltask["version"], "features": features},
-        content_type="application/json",
-    )
+    response = patch_features(clients["editor"], mltask, features)
     assert response.status_code == 400
     assert (
         "numeric handling of 'sepal_length' has no option 'encoding'; options are rescaling"
@@ -209,11 +209,7 @@ def test_a_rejected_integer_feature_does_not_count_and_two_integer_features_cann
         else f
         for f in mltask["features"]
     ]
-    response = clients["editor"].patch(
-        f"/api/mltasks/{mltask['id']}/",
-        {"version": mltask["version"], "features": features},
-        content_type="application/json",
-    )
+    response = patch_features(clients["editor"], mltask, features)
     assert response.status_code == 400
     assert (
         "input 'ids' receives 'sepal_width', 'note', but integer ids for an Embedding layer"
