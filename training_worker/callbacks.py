@@ -25,6 +25,7 @@ import numpy as np
 
 from training_worker.events import clean_values
 from training_worker.metrics import CustomScore, compute_metrics, for_output, outputs_by_name, prefixed
+from training_worker.sequences import predict
 
 Emit = Callable[[dict[str, Any]], None]
 Inputs = np.ndarray | Mapping[str, np.ndarray]
@@ -34,9 +35,10 @@ MAX_PROGRESS_PER_SECOND = 5
 
 
 def take_rows(inputs: Inputs, rows: np.ndarray) -> Inputs:
+    """Copies of the rows in RAM (also from memory-mapped arrays)."""
     if isinstance(inputs, Mapping):
-        return {name: array[rows] for name, array in inputs.items()}
-    return inputs[rows]
+        return {name: np.asarray(array[rows]) for name, array in inputs.items()}
+    return np.asarray(inputs[rows])
 
 
 def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
@@ -94,7 +96,7 @@ class MetricsCallback(keras.callbacks.Callback):
         model = model or self.model
         values: dict[str, float | None] = {}
         for prefix, (inputs, y_true) in (("Train", self.train), ("Test", self.test)):
-            output = model.predict(inputs, batch_size=self.batch_size, verbose=0)
+            output = predict(model, inputs, self.batch_size)
             if self.to_predictions is not None:
                 output = self.to_predictions(output)
             values |= prefixed(
@@ -148,9 +150,7 @@ class MultiOutputMetricsCallback(MetricsCallback):
         model = model or self.model
         values: dict[str, float | None] = {}
         for prefix, (inputs, y_true) in (("Train", self.train), ("Test", self.test)):
-            outputs = outputs_by_name(
-                list(model.output_names), model.predict(inputs, batch_size=self.batch_size, verbose=0)
-            )
+            outputs = outputs_by_name(list(model.output_names), predict(model, inputs, self.batch_size))
             for head in self.heads:
                 output = outputs[head.output]
                 if head.to_predictions is not None:

@@ -81,29 +81,40 @@ def read_columns(
             low_memory=False,
         )
     method = (sampling or {}).get("method", "all")
-    if method == "head":
-        table = read_parquet_sample(path, columns, head=int(sampling["rows"]))  # type: ignore[index]
-    elif method == "random":
-        total = pq.ParquetFile(path).metadata.num_rows
-        positions = sample_positions(total, int(sampling["rows"]), int(sampling.get("seed", 1337)))  # type: ignore[index, union-attr]
-        table = (
-            pq.read_table(path, columns=columns)
-            if positions is None
-            else read_parquet_sample(path, columns, positions=positions)
+    parquet = pq.ParquetFile(path)
+    positions = None
+    if method == "random":
+        positions = sample_positions(
+            parquet.metadata.num_rows,
+            int(sampling["rows"]),  # type: ignore[index]
+            int(sampling.get("seed", 1337)),  # type: ignore[union-attr]
         )
-    else:
-        table = pq.read_table(path, columns=columns)
     frame = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if name in as_text:
-            if pa.types.is_integer(column.type):
-                column = pc.cast(column, pa.string())
-            series = column.to_pandas().astype(object)
-            frame[name] = series.where(series.isna(), series.map(str))
+    # A column at a time: Arrow's copy of the data and pandas' never coexist beyond one column.
+    for name in columns or parquet.schema_arrow.names:
+        if method == "head":
+            table = read_parquet_sample(path, [name], head=int(sampling["rows"]))  # type: ignore[index]
+        elif positions is not None:
+            table = read_parquet_sample(path, [name], positions=positions)
         else:
-            frame[name] = column.to_pandas()
-    del table
-    # Arrow's allocator keeps what the read freed (a few times the data) unless told to hand it back.
-    pa.default_memory_pool().release_unused()
+            table = parquet.read(columns=[name])
+        frame[name] = _to_pandas(table.column(name), name in as_text)
+        del table
+        release_freed_memory()
     return pd.DataFrame(frame, copy=False)  # the columns are fresh: no second copy of the data
+
+
+def release_freed_memory() -> None:
+    """Hand memory Arrow's allocator kept back to the system. Columns read from Parquet live in
+    Arrow's pool (pandas shares its buffers), which keeps freed pages for reuse: a dataset read
+    and dropped would otherwise stay in the process's memory until it exits."""
+    pa.default_memory_pool().release_unused()
+
+
+def _to_pandas(column: pa.ChunkedArray, as_text: bool) -> pd.Series:
+    if not as_text:
+        return column.to_pandas()
+    if pa.types.is_integer(column.type):
+        column = pc.cast(column, pa.string())
+    series = column.to_pandas().astype(object)
+    return series.where(series.isna(), series.map(str))

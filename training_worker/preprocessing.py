@@ -54,14 +54,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 
+from training_worker.arrays import DEFAULT_MEMMAP_BYTES, ArrayStore, chunk_rows
 from training_worker.dataset_files import read_columns, sample_positions
 from training_worker.defaults import DATE_COMPONENTS, default_feature_handling, is_integer_encoded
 
 DEFAULT_INPUT = "main"
 MISSING_LEVEL = "(missing)"
 FEATURE_TYPES = ("numeric", "categorical", "text", "date", "image")
-# Preprocessed images larger than this go to a memory-mapped .npy file in the work dir, not RAM.
-IMAGE_MEMMAP_BYTES = 256 * 1024 * 1024
 CATEGORICAL_ENCODINGS = ("dummy", "index")
 TEXT_ENCODINGS = ("tfidf", "counts", "sequence")
 # Reserved ids of the integer encodings (an Embedding's rows 0 and 1); real levels or words from 2.
@@ -165,8 +164,15 @@ class Preprocessing:
         classes: list[Any] | None = None,
         target_rescaling: str | None = None,
         preprocessing_code: str = "",
+        rows: np.ndarray | None = None,
+        images_dir: str | os.PathLike[str] | None = None,
     ) -> Preprocessing:
-        """Fit on the train split; ``target_rescaling`` (standard by default) only applies to regression."""
+        """Fit on the train split: the rows of ``frame`` at positions ``rows`` (all rows when None).
+
+        ``target_rescaling`` (standard by default) only applies to regression. Image columns hold
+        file names under ``images_dir`` (paths as they are when None). Each column is taken on its
+        own, so fitting never copies the whole train split.
+        """
         _check_classes(prediction_type, classes)
         rescaling = DEFAULT_TARGET_RESCALING if target_rescaling is None else target_rescaling
         _check_target_rescaling(rescaling)  # for classification too: a typo is a typo
@@ -190,14 +196,17 @@ class Preprocessing:
             classes=None if classes is None else [str(label) for label in classes],
         )
         for spec in inputs:
+            column = take(frame[spec["name"]], rows)
             if spec.get("type") == "image":
-                preprocessing.features.append(_fit_image(frame[spec["name"]], spec, preprocessing_code))
+                column = join_image_paths(column, images_dir)
+                preprocessing.features.append(_fit_image(column, spec, preprocessing_code))
             else:
-                preprocessing.features.append(_fit_feature(frame[spec["name"]], spec))
+                preprocessing.features.append(_fit_feature(column, spec))
+            del column
         if prediction_type == "regression":
             if target not in frame.columns:
                 raise PreprocessingError(f"The target column {target!r} is not in the dataset.")
-            y = preprocessing.encode_target(frame[target])
+            y = preprocessing.encode_target(take(frame[target], rows))
             preprocessing.target_scaling = TargetScaling.fit(y, rescaling)
         return preprocessing
 
@@ -209,6 +218,7 @@ class Preprocessing:
         prediction_type: str,
         classes: list[Any] | None = None,
         target_rescaling: str | None = None,
+        rows: np.ndarray | None = None,
     ) -> Preprocessing:
         """One more target of a multi-output model: its encoding (and rescaling), no features."""
         _check_classes(prediction_type, classes)
@@ -223,7 +233,7 @@ class Preprocessing:
             if target not in frame.columns:
                 raise PreprocessingError(f"The target column {target!r} is not in the dataset.")
             preprocessing.target_scaling = TargetScaling.fit(
-                preprocessing.encode_target(frame[target]), rescaling
+                preprocessing.encode_target(take(frame[target], rows)), rescaling
             )
         return preprocessing
 
@@ -261,30 +271,68 @@ class Preprocessing:
         """What build_model receives: 2 for binary, the number of classes for multiclass, 1 for regression."""
         return 1 if self.classes is None else len(self.classes)
 
-    def transform(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """One 2-D array per input: int32 for an integer input (ids for an Embedding), else float32."""
-        blocks: dict[str, list[np.ndarray]] = {name: [] for name in self.input_names}
+    def transform(self, frame: pd.DataFrame, store: ArrayStore | None = None) -> dict[str, np.ndarray]:
+        """One array per input: int32 for an integer input (ids for an Embedding), else float32;
+        2-D, or (n, height, width, channels) for an image. Large arrays are memory-mapped files
+        (``store``; by default under ``.arrays`` in the current directory)."""
+        return self.transform_rows(frame, store=store)
+
+    def transform_rows(
+        self,
+        frame: pd.DataFrame,
+        rows: np.ndarray | None = None,
+        store: ArrayStore | None = None,
+        images_dir: str | os.PathLike[str] | None = None,
+        label: str = "rows",
+        chunk: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`transform` of the rows at positions ``rows`` (all when None), a chunk at a time:
+        what is held besides the result is one chunk of rows, whatever the frame's size.
+
+        Image columns hold file names under ``images_dir`` (paths as they are when None); ``label``
+        names the files of memory-mapped arrays; ``chunk`` (rows) defaults to about 32 MB of output.
+        """
+        store = store or ArrayStore(os.path.join(os.getcwd(), ".arrays"), DEFAULT_MEMMAP_BYTES)
+        count = len(frame) if rows is None else len(rows)
+        shapes, dtypes = self.input_shapes, self._input_dtypes()
+        writers = {
+            name: store.writer(f"{label}-{name}", (count, *shapes[name]), dtypes[name])
+            for name in self.input_names
+        }
+        row_bytes = sum(int(np.prod(shape)) * 4 for shape in shapes.values())
+        step = chunk or chunk_rows(row_bytes)
+        for start in range(0, count, step):
+            part = (
+                frame.iloc[start : start + step] if rows is None else frame.iloc[rows[start : start + step]]
+            )
+            for name, array in self._transform_chunk(part, images_dir).items():
+                writers[name].write(array)
+        return {name: writer.finish() for name, writer in writers.items()}
+
+    def _input_dtypes(self) -> dict[str, type]:
         integer = {feature.input for feature in self.features if feature.integer_encoded}
+        return {name: np.int32 if name in integer else np.float32 for name in self.input_names}
+
+    def _transform_chunk(
+        self, frame: pd.DataFrame, images_dir: str | os.PathLike[str] | None
+    ) -> dict[str, np.ndarray]:
+        blocks: dict[str, list[np.ndarray]] = {name: [] for name in self.input_names}
+        dtypes = self._input_dtypes()
         for feature in self.features:
             if feature.name not in frame.columns:
                 raise PreprocessingError(
                     f"Column {feature.name!r} is missing; the model was trained with it."
                 )
-            if (
-                feature.type == "image"
-            ):  # alone in its input: (n, height, width, channels), maybe memory-mapped
-                blocks[feature.input].append(feature.transformer.transform(frame[feature.name].to_numpy()))
+            if feature.type == "image":  # alone in its input: (n, height, width, channels)
+                paths = join_image_paths(frame[feature.name], images_dir)
+                blocks[feature.input].append(feature.transformer.transform(paths))
                 continue
-            values = _column_values(frame[feature.name], feature.type)
-            transformed = feature.transformer.transform(values)
+            transformed = feature.transformer.transform(_column_values(frame[feature.name], feature.type))
             if hasattr(transformed, "toarray"):  # TF-IDF and counts output is sparse
                 transformed = transformed.toarray()
-            dtype = np.int32 if feature.input in integer else np.float32
-            blocks[feature.input].append(np.asarray(transformed, dtype=dtype))
+            blocks[feature.input].append(np.asarray(transformed, dtype=dtypes[feature.input]))
         return {
-            name: parts[0]
-            if parts[0].ndim > 2
-            else np.hstack(parts).astype(np.int32 if name in integer else np.float32, copy=False)
+            name: parts[0] if parts[0].ndim > 2 else np.hstack(parts).astype(dtypes[name], copy=False)
             for name, parts in blocks.items()
         }
 
@@ -429,6 +477,33 @@ def _check_target_rescaling(method: str) -> None:
         )
 
 
+def split_positions(
+    frame: pd.DataFrame, target: str, prediction_type: str, split: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the train and test rows of a random split, stratified on the target for
+    classification when asked. Positions, not copies: the frame is taken a column or a chunk at a
+    time later. (The explicit-test-dataset split has no positions: the whole frame is train.)"""
+    train_ratio = float(split.get("train_ratio", 0.8))
+    if not 0 < train_ratio < 1:
+        raise PreprocessingError(f"The train ratio must be between 0 and 1 (exclusive); got {train_ratio}.")
+    seed = int(split.get("seed", 1337))
+    positions = np.arange(len(frame))
+    stratify = None
+    if prediction_type != "regression" and split.get("stratify", True):
+        stratify = frame[target].map(_label_key).to_numpy()
+    try:
+        train, test = train_test_split(
+            positions, train_size=train_ratio, random_state=seed, stratify=stratify
+        )
+    except ValueError as exc:
+        if stratify is None:
+            raise PreprocessingError(f"Could not split {len(frame)} rows into train and test: {exc}") from exc
+        # A class too rare to be in both splits: a plain random split still lets training run.
+        warnings.warn(f"Stratified split impossible ({exc}); using a plain random split.", stacklevel=2)
+        train, test = train_test_split(positions, train_size=train_ratio, random_state=seed)
+    return train, test
+
+
 def split_train_test(
     frame: pd.DataFrame,
     target: str,
@@ -436,7 +511,7 @@ def split_train_test(
     split: dict[str, Any],
     test_frame: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Random train/test split; stratified on the target for classification when asked.
+    """:func:`split_positions` as two frames (copies).
 
     With ``split["mode"] == "explicit"`` the whole ``frame`` is the train split and ``test_frame``
     (read from the explicit test dataset, holding the input features and the target) the test split.
@@ -445,22 +520,8 @@ def split_train_test(
         if test_frame is None:
             raise PreprocessingError("The split names an explicit test dataset, but none was provided.")
         return frame, test_frame
-    train_ratio = float(split.get("train_ratio", 0.8))
-    if not 0 < train_ratio < 1:
-        raise PreprocessingError(f"The train ratio must be between 0 and 1 (exclusive); got {train_ratio}.")
-    seed = int(split.get("seed", 1337))
-    stratify = None
-    if prediction_type != "regression" and split.get("stratify", True):
-        stratify = frame[target].map(_label_key)
-    try:
-        train, test = train_test_split(frame, train_size=train_ratio, random_state=seed, stratify=stratify)
-    except ValueError as exc:
-        if stratify is None:
-            raise PreprocessingError(f"Could not split {len(frame)} rows into train and test: {exc}") from exc
-        # A class too rare to be in both splits: a plain random split still lets training run.
-        warnings.warn(f"Stratified split impossible ({exc}); using a plain random split.", stacklevel=2)
-        train, test = train_test_split(frame, train_size=train_ratio, random_state=seed)
-    return train, test
+    train, test = split_positions(frame, target, prediction_type, split)
+    return frame.iloc[train], frame.iloc[test]
 
 
 def _fit_feature(column: pd.Series, spec: dict[str, Any]) -> FittedFeature:
@@ -610,28 +671,30 @@ def _check_image_inputs(specs: list[dict[str, Any]]) -> None:
             )
 
 
-def resolve_image_paths(
-    frame: pd.DataFrame, features: list[dict[str, Any]], images_dir: str | os.PathLike[str] | None
-) -> pd.DataFrame:
-    """A copy of ``frame`` whose image columns hold paths under ``images_dir`` (the dataset's folder)."""
-    columns = [
-        s["name"]
-        for s in features
-        if s.get("role") == "input" and s.get("type") == "image" and s["name"] in frame
-    ]
-    if not columns:
-        return frame
+def take(column: pd.Series, rows: np.ndarray | None) -> pd.Series:
+    """The values of ``column`` at positions ``rows`` (the column itself when None)."""
+    return column if rows is None else column.iloc[rows]
+
+
+def join_image_paths(column: pd.Series, images_dir: str | os.PathLike[str] | None) -> pd.Series:
+    """File names of an image column as paths under ``images_dir`` (unchanged when None)."""
     if images_dir is None:
+        return column
+    return pd.Series(
+        [None if pd.isna(value) else os.path.join(images_dir, str(value)) for value in column],
+        index=column.index,
+        dtype=object,
+    )
+
+
+def check_image_folder(features: list[dict[str, Any]], images_dir: str | os.PathLike[str] | None) -> None:
+    """Image input features need the dataset's image folder (an image zip upload makes one)."""
+    columns = [s["name"] for s in features if s.get("role") == "input" and s.get("type") == "image"]
+    if columns and images_dir is None:
         raise PreprocessingError(
             f"Feature(s) {columns} are images, but the dataset has no image folder. Upload the images "
             "as a zip (with a CSV index, or one folder per class), or change the features' type."
         )
-    frame = frame.copy()
-    for name in columns:
-        frame[name] = [
-            None if pd.isna(value) else os.path.join(images_dir, str(value)) for value in frame[name]
-        ]
-    return frame
 
 
 def _fit_image(column: pd.Series, spec: dict[str, Any], code: str) -> FittedFeature:
@@ -681,9 +744,8 @@ class ImageLoader(BaseEstimator, TransformerMixin):
     ``default``: decoded (Pillow when installed, else TensorFlow), converted to ``channels``,
     resized to height × width, divided by 255 when ``scale``. ``custom``: the user's
     ``preprocess_image(path)`` of the Preprocessing tab, which must give every image the same shape
-    (fitting records the first image's). The result is memory-mapped to a .npy file in the current
-    directory (the work dir) when larger than IMAGE_MEMMAP_BYTES. Only the code is pickled, not
-    the function: it is compiled again when a loaded ImageLoader first transforms.
+    (fitting records the first image's). A row without an image gets zeros. Only the code is
+    pickled, not the function: it is compiled again when a loaded ImageLoader first transforms.
     """
 
     def __init__(
@@ -714,19 +776,13 @@ class ImageLoader(BaseEstimator, TransformerMixin):
             self.first_image_ = os.path.basename(first)
         return self
 
-    def transform(self, paths: np.ndarray) -> np.ndarray:
-        shape = (len(paths), *self.shape_)
-        if np.prod(shape) * 4 > IMAGE_MEMMAP_BYTES:
-            import tempfile
-
-            handle, name = tempfile.mkstemp(prefix=f"images-{self.feature}-", suffix=".npy", dir=os.getcwd())
-            os.close(handle)
-            out = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=shape)
-        else:
-            out = np.empty(shape, dtype=np.float32)
-        for row, path in enumerate(paths):
-            if not isinstance(path, str):
-                raise PreprocessingError(f"Image feature {self.feature!r}: row {row + 1} names no image.")
+    def transform(self, paths: np.ndarray | pd.Series) -> np.ndarray:
+        """Paths to images; a missing one (None or NaN) gives an image of zeros."""
+        out = np.empty((len(paths), *self.shape_), dtype=np.float32)
+        for row, path in enumerate(np.asarray(paths, dtype=object)):
+            if not isinstance(path, str):  # a missing image: all zeros, as a missing number is imputed
+                out[row] = 0
+                continue
             image = self._load(path)
             if image.shape != self.shape_:
                 self._differs(path, image.shape)

@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from training_worker.arrays import DEFAULT_MEMMAP_BYTES, ArrayStore, is_memory_mapped
+from training_worker.dataset_files import release_freed_memory
 from training_worker.defaults import output_name
 from training_worker.events import EVENT_FD, EVENT_FD_VARIABLE, Status, clean_values, encode_event
 from training_worker.metrics import class_probabilities, outputs_by_name, predicted_classes
@@ -50,10 +52,10 @@ from training_worker.preprocessing import (
     TARGET_RESCALINGS,
     Preprocessing,
     PreprocessingError,
+    check_image_folder,
     drop_missing_target,
     read_dataset,
-    resolve_image_paths,
-    split_train_test,
+    split_positions,
 )
 from training_worker.usercode import (
     UserCodeError,
@@ -75,6 +77,8 @@ ARTIFACTS = {
     "predictions": f"{OUTPUT_DIR}/predictions.csv",
 }
 PREPROCESSING_DESCRIPTION = f"{OUTPUT_DIR}/preprocessing.json"
+# Preprocessed arrays too big for RAM, memory-mapped (training_worker.arrays); removed after the run.
+ARRAYS_DIR = ".arrays"
 MAX_SUMMARY_CHARS = 200_000  # keeps the model event well under events.MAX_EVENT_BYTES
 
 
@@ -163,8 +167,10 @@ class Runner:
                 "artifacts": {},
             }
         finally:
-            # Cleanup always runs: a failed session leaves no half-written model behind.
+            # Cleanup always runs: a failed session leaves no half-written model behind, and the
+            # memory-mapped arrays (as big as the dataset) do not outlive the run.
             shutil.rmtree(self.partial_dir, ignore_errors=True)
+            shutil.rmtree(self.workdir / ARRAYS_DIR, ignore_errors=True)
         return {
             "type": "done",
             "status": (Status.INTERRUPTED if interrupted else Status.SUCCEEDED).value,
@@ -195,6 +201,7 @@ class Runner:
         epochs, batch_size = _training_settings(self.job.get("training") or {})
         with self.phase("preprocessing"):
             preprocessing, train, test = self._prepare_data()
+            release_freed_memory()  # the dataset read is gone; keep its pages out of training's peak
         with self.phase("build_model"):
             keras, namespace, model = self._build_model(preprocessing)
         self.emit(_model_event(model, preprocessing, self._n_classes(preprocessing)))
@@ -202,13 +209,13 @@ class Runner:
             model = self._compile_model(keras, namespace, model)
 
         with self.phase("fit"):
+            from training_worker.sequences import fit_arguments, predict  # imports Keras
+
             callbacks, fit_targets = self._callbacks(preprocessing, train, test, batch_size)
             if not self.interrupt.is_set():  # interrupted before training started: keep the model as built
                 model.fit(
-                    train.model_inputs,
-                    fit_targets,
+                    **fit_arguments(train.model_inputs, fit_targets, batch_size, self.seed),
                     epochs=epochs,
-                    batch_size=batch_size,
                     callbacks=callbacks,
                     verbose=0,
                 )
@@ -217,7 +224,7 @@ class Runner:
         with self.phase("evaluate"):
             self.final_metrics = callbacks[0].evaluate(model)
         with self.phase("predict"):
-            output = model.predict(test.model_inputs, batch_size=batch_size, verbose=0)
+            output = predict(model, test.model_inputs, batch_size)
             if self.multi_output:
                 outputs = outputs_by_name(list(model.output_names), output)
                 self._write_multi_output_predictions(test.frame, outputs, preprocessing)
@@ -284,53 +291,93 @@ class Runner:
             sampling=split.get("sampling"),
         )
         frame = self._drop_missing_targets(frame)
-        test_dataset = None
+        images_dir = self._images_dir(job["dataset"])
+        check_image_folder(features, images_dir)
+        # Each side: the frame it comes from, its row positions there (None: every row), its images.
         if split.get("mode", "random") == "explicit":
-            test_dataset = self._read_test_dataset(features)
-        train_frame, test_frame = split_train_test(
-            frame, self.target, self.prediction_type, split, test_frame=test_dataset
-        )
-        del frame, test_dataset  # the splits are copies: the whole table need not outlive them
-        images = job["dataset"].get("images")  # an image dataset's folder, linked into the work dir
-        images_dir = None if images is None else str(self.workdir / images)
+            test_spec = self.job.get("test_dataset") or {}
+            test_frame = self._read_test_dataset(features)
+            check_image_folder(features, self._images_dir(test_spec))
+            train_rows = None
+            sides = {
+                "train": (frame, None, images_dir),
+                "test": (test_frame, None, self._images_dir(test_spec)),
+            }
+        else:
+            train_rows, test_rows = split_positions(frame, self.target, self.prediction_type, split)
+            sides = {"train": (frame, train_rows, images_dir), "test": (frame, test_rows, images_dir)}
+        rescaling = _target_rescaling(job.get("training") or {})
         preprocessing = Preprocessing.fit(
-            resolve_image_paths(train_frame, features, images_dir),
+            frame,
             features,
             self.target,
             self.prediction_type,
             job.get("classes"),
-            target_rescaling=_target_rescaling(job.get("training") or {}),
+            target_rescaling=rescaling,
             preprocessing_code=job.get("preprocessing_code") or "",
+            rows=train_rows,
+            images_dir=images_dir,
         )
         if self.multi_output:
             preprocessing.extra_targets = [
                 Preprocessing.fit_target(
-                    train_frame,
+                    frame,
                     spec["name"],
                     spec["prediction_type"],
                     spec.get("classes"),
-                    target_rescaling=_target_rescaling(job.get("training") or {}),
+                    target_rescaling=rescaling,
+                    rows=train_rows,
                 )
                 for spec in self.targets[1:]
             ]
-        train, test = (
-            Split(
-                preprocessing.transform(resolve_image_paths(part, features, images_dir)),
-                {output_name(p.target): p.encode_target(part[p.target]) for p in preprocessing.targets}
-                if self.multi_output
-                else preprocessing.encode_target(part[self.target]),
-                # Only the targets (and row labels) are needed later, for predictions.csv: the
-                # feature columns would stay in memory through fit for nothing.
-                part[[spec["name"] for spec in self.targets]],
-            )
-            for part in (train_frame, test_frame)
-        )
+        store = ArrayStore(self.workdir / ARRAYS_DIR, int(job.get("memmap_bytes", DEFAULT_MEMMAP_BYTES)))
+        train, test = (self._split(preprocessing, store, label, *side) for label, side in sides.items())
         return preprocessing, train, test
+
+    def _split(
+        self,
+        preprocessing: Preprocessing,
+        store: ArrayStore,
+        label: str,
+        frame: pd.DataFrame,
+        rows: np.ndarray | None,
+        images_dir: str | None,
+    ) -> Split:
+        # Only the targets (and row labels) are kept for predictions.csv: the feature columns would
+        # stay in memory through fit for nothing.
+        targets = frame[[spec["name"] for spec in self.targets]]
+        targets = targets if rows is None else targets.iloc[rows]
+        y = (
+            {output_name(p.target): p.encode_target(targets[p.target]) for p in preprocessing.targets}
+            if self.multi_output
+            else preprocessing.encode_target(targets[self.target])
+        )
+        inputs = preprocessing.transform_rows(frame, rows, store, images_dir, label)
+        if is_memory_mapped(inputs):  # said in the log: it explains a slower epoch on huge data
+            megabytes = sum(array.nbytes for array in inputs.values()) / 2**20
+            print(
+                f"{label.capitalize()} split: {len(targets):,} rows, inputs of {megabytes:,.0f} MB "
+                f"memory-mapped (over {store.threshold / 2**20:,.0f} MB), read a batch at a time."
+            )
+        return Split(inputs, y, targets)
+
+    def _images_dir(self, dataset: dict[str, Any]) -> str | None:
+        """The dataset's image folder, linked into the work dir by the supervisor (None: no images)."""
+        images = dataset.get("images")
+        return None if images is None else str(self.workdir / images)
 
     def _check_targets(self, features: list[dict[str, Any]]) -> None:
         names = [spec["name"] for spec in self.targets]
         if len(set(names)) != len(names):
             raise PreprocessingError(f"The targets {names} name a column more than once; each is one output.")
+        outputs: dict[str, str] = {}
+        for name in names:
+            other = outputs.setdefault(output_name(name), name)
+            if other != name:
+                raise PreprocessingError(
+                    f"The targets {other!r} and {name!r} would both be the model output "
+                    f"{output_name(name)!r}; keep only one of them as a target."
+                )
         inputs = {f["name"] for f in features if f.get("role", "input") == "input"}
         both = [name for name in names if name in inputs]
         if both:

@@ -225,6 +225,8 @@ SHARED_RUNS: dict[str, tuple[str, dict[str, Any], OnEvent | None]] = {
         },
         InterruptOnFirstProgress(),
     ),
+    # Every preprocessed array memory-mapped: fit and predict read batches from files.
+    "memory_mapped": ("breast_cancer", {"memmap_bytes": 1}, None),
     "build_model_raises": ("breast_cancer", {"architecture_code": BUILD_MODEL_RAISES_CODE}, None),
     "wrong_output_layer": ("breast_cancer", {"architecture_code": WRONG_OUTPUT_CODE}, None),
     # A new user's first regression: default code and training settings, target rescaling absent.

@@ -93,3 +93,14 @@ def test_custom_preprocess_image_trains(image_runs):
     assert done["status"] == "succeeded", done["error"] or run.logs
     assert run.of_type("model")[0]["input_shapes"] == {"image": [8, 8]}
     assert done["final_metrics"]["Test Accuracy"] > 0.8
+
+
+def test_a_row_without_an_image_gets_zeros(tmp_path: Path) -> None:
+    from training_worker.preprocessing import ImageLoader
+
+    images, _ = digits()
+    (tmp_path / "a.png").write_bytes(png(images[0]))
+    loader = ImageLoader("scan", height=8, width=8, channels=1).fit(None)
+    arrays = loader.transform(pd.Series([str(tmp_path / "a.png"), None, float("nan")]))
+    assert arrays.shape == (3, 8, 8, 1)
+    assert arrays[0].max() > 0 and not arrays[1:].any()

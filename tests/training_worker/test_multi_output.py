@@ -97,3 +97,16 @@ def test_a_model_without_an_output_per_target_is_refused(tmp_path: Path) -> None
     assert result.done["status"] == "failed" and error["phase"] == "build_model"
     assert "2 targets" in error["message"] and "2 outputs" in error["message"]
     assert "'mean_radius' (regression)" in error["message"] and "1 output(s)" in error["message"]
+
+
+def test_two_targets_with_one_output_name_are_refused_before_reading_data(tmp_path: Path) -> None:
+    job = multi_output_job(tmp_path, CODE, epochs=1)
+    job["targets"] = [*TARGETS, {"name": "mean_radius", "prediction_type": "regression", "classes": None}]
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    result = run_runner(tmp_path)
+    error = result.done["error"]
+    assert result.done["status"] == "failed" and error["phase"] == "preprocessing"
+    assert error["message"] == (
+        "The targets 'mean radius' and 'mean_radius' would both be the model output 'mean_radius'; "
+        "keep only one of them as a target."
+    )

@@ -307,3 +307,17 @@ def test_one_input_is_fed_as_an_array_several_as_a_dict() -> None:
         "main": main,
         "words": words,
     }
+
+
+def test_memory_mapped_inputs_train_as_well_and_leave_no_files(runs: Runs) -> None:
+    run, in_ram = runs("memory_mapped"), runs("binary")
+    assert run.done["status"] == "succeeded"
+    assert "Train split: 455 rows, inputs of 0 MB memory-mapped" in run.logs
+    assert "Test split: 114 rows" in run.logs
+    assert run.done["final_metrics"]["Test ROC AUC"] >= 0.95
+    # The same split and the same progress: only where the batches come from differs.
+    assert {"type": "progress", "epoch": 3, "batch": 15, "of": 15} in run.of_type("progress")
+    rows = [pd.read_csv(r.workdir / "output" / "predictions.csv")["row"].tolist() for r in (run, in_ram)]
+    assert rows[0] == rows[1]
+    assert not (run.workdir / ".arrays").exists()
+    assert "memory-mapped" not in in_ram.logs
