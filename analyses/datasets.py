@@ -17,13 +17,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.conf import settings
 
-from analyses import images, ingest, statistics
+from analyses import images, ingest, sources, statistics
 from analyses.ingest import DatasetError
 from analyses.models import Dataset, PredictionType
 from training_worker.dataset_files import dataset_format, read_columns
 
 # An image zip may expand to this many times the upload limit (a zip bomb is refused before that).
 IMAGE_EXPANSION = 20
+# What an editor may set a column to; "image" only where the values name files of the image folder.
+OVERRIDE_TYPES = (*statistics.COLUMN_TYPES, "image")
 
 __all__ = ["DatasetError", "guess_prediction_type", "read_rows", "read_target", "store_dataset"]
 
@@ -101,9 +103,10 @@ def store_dataset(project, path: Path, filename: str, name: str, user, size_byte
             extracted = images.extract(
                 Path(path), filename, staging, converted, IMAGE_EXPANSION * settings.MAX_UPLOAD_BYTES
             )
-            rows, image_columns = extracted.rows, extracted.image_columns
+            rows, image_columns, source = extracted.rows, extracted.image_columns, extracted.source
         else:
-            rows = ingest.convert(Path(path), filename, converted).rows
+            result = ingest.convert(Path(path), filename, converted)
+            rows, source = result.rows, sources.describe(result.source, Path(path))
         columns = statistics.describe_columns(converted)
         for column in columns:
             if column["name"] in image_columns:  # file names found in the folder
@@ -115,6 +118,7 @@ def store_dataset(project, path: Path, filename: str, name: str, user, size_byte
             rows=rows,
             columns=columns,
             size_bytes=size_bytes,
+            source=source,
             created_by=user,
         )
         with open(converted, "rb") as stored:
@@ -156,7 +160,7 @@ def _stem(filename: str) -> str:
 
 
 def override_types(dataset: Dataset, changes: list[tuple[str, str]]) -> Dataset:
-    """Set column types (numeric | categorical | text | date), refusing those the values don't allow."""
+    """Set column types (any of OVERRIDE_TYPES), refusing those the values don't allow."""
     if dataset_format(dataset.file.path) != "parquet":
         raise DatasetError(
             f"Dataset {dataset.name!r} was uploaded before types could be changed; upload it again first."
@@ -167,12 +171,10 @@ def override_types(dataset: Dataset, changes: list[tuple[str, str]]) -> Dataset:
     for name, kind in changes:
         if name not in columns:
             raise DatasetError(f"{name!r} is not a column of dataset {dataset.name!r}.")
-        if kind not in statistics.COLUMN_TYPES:
-            raise DatasetError(
-                f"Column {name!r}: type {kind!r} is not one of {', '.join(statistics.COLUMN_TYPES)}."
-            )
-        _check_type_fits(dataset.file.path, name, kind, schema.field(name).type)
-        if columns[name]["type"] != kind:
+        if kind not in OVERRIDE_TYPES:
+            raise DatasetError(f"Column {name!r}: type {kind!r} is not one of {', '.join(OVERRIDE_TYPES)}.")
+        if columns[name]["type"] != kind:  # an unchanged type needs no check (nor new statistics)
+            _check_type_fits(dataset, name, kind, schema.field(name).type)
             changed[name] = kind
     if changed:
         stats = statistics.column_statistics(Path(dataset.file.path), changed)
@@ -184,7 +186,10 @@ def override_types(dataset: Dataset, changes: list[tuple[str, str]]) -> Dataset:
     return dataset
 
 
-def _check_type_fits(path: str, name: str, kind: str, stored: pa.DataType) -> None:
+def _check_type_fits(dataset: Dataset, name: str, kind: str, stored: pa.DataType) -> None:
+    path = dataset.file.path
+    if kind == "image":
+        images.check_image_column(Path(path), name, dataset.images_path, dataset.name)
     if kind == "numeric" and not statistics.is_numeric_storage(stored):
         example = statistics.first_failing(statistics.sample(Path(path), name).column(name), _is_number)
         raise DatasetError(

@@ -7,6 +7,9 @@ archives that would expand past ``max_bytes`` (zip bombs: both the sizes the zip
 bytes actually written are counted). Images are extracted into ``images_dir``, keeping their paths
 relative to the index CSV's folder (or to the zip's root for class folders); the index becomes the
 dataset's canonical Parquet file, with its image column(s) holding those relative paths.
+
+``unknown_images`` is the one check that a column names image files: at upload against the zip's
+images, and when an editor overrides a column's type to ``image`` against the dataset's folder.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analyses import ingest
+from analyses import ingest, sources
 from analyses.ingest import DatasetError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -41,12 +46,15 @@ IMAGE_MAGIC = (
 CHUNK_BYTES = 1024 * 1024
 # Operating systems' own files that archivers add; not the user's data.
 IGNORED = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)")
+# File names quoted in the message refusing a type override to image.
+MISSING_EXAMPLES = 3
 
 
 @dataclass
 class Extracted:
     rows: int
     image_columns: list[str] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)  # Dataset.source, see analyses.sources
 
 
 def is_zip(path: Path, filename: str) -> bool:
@@ -106,8 +114,12 @@ def extract(path: Path, filename: str, images_dir: Path, target: Path, max_bytes
         images_dir.mkdir(parents=True)
         _extract_images(archive, images, images_dir, filename, max_bytes)
         if index is None:
-            return _class_folders(images, filename, target)
-        return _with_index(archive, index, images, filename, target)
+            extracted = _class_folders(images, filename, target)
+            extracted.source = {"format": "zip", "images": len(images), "layout": "class_folders"}
+        else:
+            extracted = _with_index(archive, index, images, filename, target)
+            extracted.source = {"format": "zip", "images": len(images), "layout": "index"} | extracted.source
+        return extracted
 
 
 def _check_name(name: str, filename: str) -> None:
@@ -196,6 +208,7 @@ def _with_index(
         with archive.open(index) as source, open(csv_path, "wb") as out:
             shutil.copyfileobj(source, out)
         converted = ingest.convert(csv_path, index_name, target)
+        index_source = sources.describe(converted.source, csv_path)
     known = set(images)
     parquet = pq.ParquetFile(str(target))
     text_columns = [name for name, kind in converted.storage_types.items() if kind == "string"]
@@ -213,31 +226,105 @@ def _with_index(
             f"{filename}: no column of the index {index.filename} names image files in the zip{example}. "
             "Write the images' paths relative to the index's folder, such as images/cat1.png."
         )
-    row = 0
-    rewritten = False
-    for batch in parquet.iter_batches(columns=columns):
-        for name in columns:
-            for offset, value in enumerate(batch.column(name).to_pylist()):
-                if value is None:
-                    raise DatasetError(
-                        f"{filename}: row {row + offset + 1} of {index.filename} names no image in column "
-                        f"{name!r}; give every row an image or remove it."
-                    )
-                if _normal(value) not in known:
-                    raise DatasetError(
-                        f"{filename}: row {row + offset + 1} of {index.filename} names the image {value!r} "
-                        f"(column {name!r}), which is not in the zip."
-                    )
-                rewritten = rewritten or _normal(value) != value
-        row += len(batch)
-    if rewritten:  # "./a.png" and "a\\b.png" are stored as the relative paths the folder holds
+    for name in columns:
+        for row, value in unknown_images(parquet, name, known):  # the first one is refused
+            if value is None:
+                raise DatasetError(
+                    f"{filename}: row {row} of {index.filename} names no image in column "
+                    f"{name!r}; give every row an image or remove it."
+                )
+            raise DatasetError(
+                f"{filename}: row {row} of {index.filename} names the image {value!r} "
+                f"(column {name!r}), which is not in the zip."
+            )
+    if _needs_rewrite(parquet, columns):  # "./a.png" and "a\\b.png" are stored as the folder's paths
         table = pq.read_table(str(target))
         for name in columns:
             position = table.schema.get_field_index(name)
             normal = pa.array([_normal(v) for v in table.column(name).to_pylist()], pa.string())
             table = table.set_column(position, name, normal)
         pq.write_table(table, str(target))
-    return Extracted(rows=converted.rows, image_columns=columns)
+    source = {"index": index.filename, "index_source": index_source}
+    return Extracted(rows=converted.rows, image_columns=columns, source=source)
+
+
+def unknown_images(
+    parquet: pq.ParquetFile, column: str, known: set[str], normal: Callable[[str], str] | None = None
+) -> Iterator[tuple[int, str | None]]:
+    """(row number from 1, value) of each row whose ``column`` names no file of ``known``.
+
+    Missing values come as None: the caller decides whether they are allowed. ``normal`` maps a
+    value to the relative path it stands for (the index's own spelling, by default).
+    """
+    normal = normal or _normal
+    row = 0
+    for batch in parquet.iter_batches(columns=[column]):
+        for offset, value in enumerate(batch.column(0).to_pylist()):
+            if value is None or normal(value) not in known:
+                yield row + offset + 1, value
+        row += len(batch)
+
+
+def check_image_column(path: Path, column: str, folder: Path | None, dataset_name: str) -> None:
+    """An override to ``image``: every non-missing value must name a file of the dataset's folder."""
+    if folder is None:
+        raise DatasetError(
+            f"Column {column!r} cannot be an image: dataset {dataset_name!r} has no image folder. "
+            "Upload the images as a zip (with a CSV index, or one folder per class) to get one."
+        )
+    if not folder.is_dir():
+        raise DatasetError(f"The images of dataset {dataset_name!r} are missing from storage ({folder}).")
+    parquet = pq.ParquetFile(str(path))
+    no_values = DatasetError(f"Column {column!r} cannot be an image: every value is missing.")
+    if not pa.types.is_string(parquet.schema_arrow.field(column).type):
+        if parquet.read(columns=[column]).column(0).null_count == parquet.metadata.num_rows:
+            raise no_values  # stored as numbers, as an empty column is
+        raise DatasetError(
+            f"Column {column!r} cannot be an image: it holds numbers or true/false values, not the "
+            "images' file names (such as img/0.png)."
+        )
+    absent, empty = _absent_files(parquet, column, folder)
+    if empty == parquet.metadata.num_rows:
+        raise no_values
+    if absent:
+        examples = ", ".join(repr(value) for value in absent[:MISSING_EXAMPLES])
+        raise DatasetError(
+            f"Column {column!r} cannot be an image: {len(absent)} of its values "
+            f"{'names' if len(absent) == 1 else 'name'} no file in the image folder of dataset "
+            f"{dataset_name!r}, such as {examples}."
+        )
+
+
+def _absent_files(parquet: pq.ParquetFile, column: str, folder: Path) -> tuple[list[str], int]:
+    """The distinct values naming no file of ``folder`` (in row order), and the count of missing values.
+
+    Values are matched as the runner will open them, joined to the folder as they are (an override
+    does not rewrite the file): "./a.png" finds a.png there, "a\\b.png" or " a.png" do not.
+    """
+    absent: dict[str, None] = {}
+    empty = 0
+    for _, value in unknown_images(parquet, column, folder_images(folder), _as_path):
+        if value is None:
+            empty += 1
+        else:
+            absent[value] = None
+    return list(absent), empty
+
+
+def folder_images(folder: Path) -> set[str]:
+    """The files of an image folder, as paths relative to it (the way the index names them)."""
+    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+
+
+def _needs_rewrite(parquet: pq.ParquetFile, columns: list[str]) -> bool:
+    for batch in parquet.iter_batches(columns=columns):
+        if any(_normal(v) != v for name in columns for v in batch.column(name).to_pylist()):
+            return True
+    return False
+
+
+def _as_path(value: str) -> str:
+    return PurePosixPath(value).as_posix()
 
 
 def _normal(value: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from analyses.sources import summary
 from training_worker.events import FINAL_STATUSES, Status
 
 
@@ -65,6 +66,8 @@ class Dataset(models.Model):
     size_bytes = models.PositiveBigIntegerField(default=0)
     # Image datasets: the managed folder holding the images, relative to MEDIA_ROOT ("" for none).
     images_dir = models.CharField(max_length=255, blank=True, default="")
+    # How the upload was read (format, encoding, delimiter, …; see analyses.sources); {} if unknown.
+    source = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -75,6 +78,11 @@ class Dataset(models.Model):
     def images_path(self) -> Path | None:
         """The folder of an image dataset's images; None for a dataset without images."""
         return Path(settings.MEDIA_ROOT) / self.images_dir if self.images_dir else None
+
+    @property
+    def source_summary(self) -> str:
+        """How the upload was read, in one line ("CSV · UTF-8 (BOM) · delimiter ';' · gzip")."""
+        return summary(self.source)
 
 
 class Analysis(models.Model):

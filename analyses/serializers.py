@@ -24,6 +24,8 @@ def dataset_json(dataset: Dataset) -> dict[str, Any]:
         "columns": dataset.columns,
         "size_bytes": dataset.size_bytes,
         "filename": dataset.original_filename,
+        # How the upload was read (format, encoding, delimiter, …); {} for older datasets.
+        "source": dataset.source,
         "created_at": iso(dataset.created_at),
     }
 

@@ -56,7 +56,7 @@ def session_dir(session_id: int) -> Path:
 
 
 def prepare_workdir(session: Session) -> Path:
-    """A work dir holding only this session's inputs: its dataset and its job spec."""
+    """A work dir holding only this session's inputs: its dataset(s), their images and its job spec."""
     workdir = session_dir(session.pk)
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -74,7 +74,13 @@ def prepare_workdir(session: Session) -> Path:
                 "choose another in the split settings"
             )
         test_linked, test_format = _link_dataset(Path(test.file.path), workdir, "test_dataset")
-        test_dataset = {"path": test_linked.name, "format": test_format, "id": test.pk, "name": test.name}
+        test_dataset = {
+            "path": test_linked.name,
+            "format": test_format,
+            "id": test.pk,
+            "name": test.name,
+            **_link_images(test, workdir, "test_images"),  # its own folder: names resolve there
+        }
     job = {
         "session_id": session.pk,
         "dataset": {"path": linked.name, "format": data_format, **_link_images(dataset, workdir)},
@@ -107,8 +113,8 @@ def _first_target(design: dict) -> dict:
     }
 
 
-def _link_images(dataset: Dataset, workdir: Path) -> dict[str, str]:
-    """An image dataset's folder, as a symlink ``images`` in the work dir: ``{"images": "images"}``.
+def _link_images(dataset: Dataset, workdir: Path, name: str = "images") -> dict[str, str]:
+    """An image dataset's folder, as a symlink ``name`` in the work dir: ``{"images": name}``; {} if none.
 
     A link, not a copy: the runner only reads the images (a preprocess_image writing there would
     change the dataset; the sandbox does not prevent it).
@@ -118,8 +124,8 @@ def _link_images(dataset: Dataset, workdir: Path) -> dict[str, str]:
         return {}
     if not folder.is_dir():
         raise ValueError(f"the images of dataset {dataset.name!r} are missing from storage ({folder})")
-    (workdir / "images").symlink_to(folder.resolve(), target_is_directory=True)
-    return {"images": "images"}
+    (workdir / name).symlink_to(folder.resolve(), target_is_directory=True)
+    return {"images": name}
 
 
 def _link_dataset(source: Path, workdir: Path, stem: str) -> tuple[Path, str]:

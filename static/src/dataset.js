@@ -73,13 +73,23 @@ const form = $("#new-analysis");
 if (form) form.addEventListener("submit", createAnalysis);
 showPage(0);
 
+// "image" is offered where it can work: a dataset with an image folder and a column of text (file
+// names), or a column that is an image now. The API checks that the files are there.
+const hasImages = $("#schema").dataset.hasImages === "true";
+
+function typeChoices(column) {
+  const types = data.column_types.filter((type) => type !== "image");
+  const canBeImage = column.type === "image" || (hasImages && column.inferred_type !== "numeric");
+  return canBeImage ? [...types, "image"] : types;
+}
+
 // The schema table: type (an editor may override it), counts, a summary and a mini chart.
 function renderSchema(columns) {
   const rows = columns.map((column) => {
     let typeCell = el("span", { className: `type type-${column.type}` }, column.type);
     if (data.can_edit) {
       typeCell = el("select", { "aria-label": `${column.name} type`, className: "type-select" });
-      for (const type of data.column_types) {
+      for (const type of typeChoices(column)) {
         const label = type === column.inferred_type ? `${type} (inferred)` : type;
         typeCell.append(el("option", { value: type, selected: type === column.type }, label));
       }

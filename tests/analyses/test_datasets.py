@@ -7,7 +7,9 @@ values and categorical columns. Expected figures are computed independently with
 
 from __future__ import annotations
 
+import csv
 import gzip
+import html
 import io
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from sklearn import datasets
 
 from analyses import ingest
 from analyses.models import Dataset
+from analyses.sources import summary
 from tests.conftest import upload
 from tests.real_data import titanic
 
@@ -254,3 +257,86 @@ def test_a_late_value_that_does_not_fit_widens_the_column(project, clients, stor
     dataset = Dataset.objects.get(pk=response.json()["id"])
     schema = pq.read_schema(dataset.file.path)
     assert schema.field("n").type == pa.int64() and schema.field("x").type == pa.string()
+
+
+def iris_csv(**options) -> bytes:
+    return iris().to_csv(index=False, **options).encode()
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def latin1_titanic() -> bytes:
+    frame = titanic()
+    frame["home.dest"] = frame["home.dest"].str.replace("Montreal", "Montréal")
+    return frame.to_csv(index=False).encode("latin-1")
+
+
+CSV = {"format": "csv", "compression": None, "encoding": "utf-8", "bom": False, "quotechar": '"'}
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "source", "line"),
+    [
+        ("iris.tsv", iris_csv(sep="\t"), CSV | {"delimiter": "\t"}, "CSV · UTF-8 · delimiter tab"),
+        (
+            "iris.csv.gz",
+            gzip.compress(iris_csv(sep=";").decode().encode("utf-8-sig")),
+            CSV | {"compression": "gzip", "bom": True, "delimiter": ";"},
+            "CSV · UTF-8 (BOM) · delimiter ';' · gzip",
+        ),
+        (
+            "titanic.csv",
+            latin1_titanic(),
+            CSV | {"encoding": "cp1252", "delimiter": ","},
+            "CSV · Latin-1 (Windows-1252) · delimiter ','",
+        ),
+        (
+            "iris.txt",
+            iris_csv(sep="|", quotechar="'", quoting=csv.QUOTE_NONNUMERIC),
+            CSV | {"delimiter": "|", "quotechar": "'"},
+            "CSV · UTF-8 · delimiter '|' · quote \"'\"",
+        ),
+        ("iris.parquet", parquet_bytes(iris()), {"format": "parquet"}, "Parquet"),
+    ],
+)
+def test_how_the_upload_was_read_is_kept_served_and_shown(
+    project, clients, users, storage, filename, content, source, line
+):
+    response = upload(clients["editor"], project.pk, filename, content)
+    assert response.status_code == 201, response.json()
+    assert response.json()["source"] == source
+    dataset = Dataset.objects.get(pk=response.json()["id"])
+    assert dataset.source == source and dataset.source_summary == line
+    assert clients["viewer"].get(f"/api/datasets/{dataset.pk}/").json()["source"] == source
+    clients["viewer"].force_login(users["viewer"])
+    page = clients["viewer"].get(f"/projects/{project.pk}/datasets/{dataset.pk}/")
+    assert f'id="dataset-source" title="How the upload was read">Read as {line}</p>' in html.unescape(
+        page.content.decode()
+    )
+
+
+def test_a_dataset_stored_before_sources_were_kept_shows_no_source_line(project, dataset, clients, users):
+    Dataset.objects.filter(pk=dataset.pk).update(source={})  # as migration 0004 left older rows
+    assert clients["viewer"].get(f"/api/datasets/{dataset.pk}/").json()["source"] == {}
+    clients["viewer"].force_login(users["viewer"])
+    page = clients["viewer"].get(f"/projects/{project.pk}/datasets/{dataset.pk}/")
+    assert page.status_code == 200 and 'id="dataset-source"' not in page.content.decode()
+    assert summary({}) == summary(None) == ""
+
+
+def test_image_override_in_a_dataset_without_image_folder_is_refused(project, clients, storage):
+    response = upload(clients["editor"], project.pk, "titanic.csv", titanic().to_csv(index=False).encode())
+    url = f"/api/datasets/{response.json()['id']}/"
+    refused = clients["editor"].patch(
+        url, {"columns": [{"name": "name", "type": "image"}]}, content_type="application/json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "Column 'name' cannot be an image: dataset 'titanic' has no image folder. "
+        "Upload the images as a zip (with a CSV index, or one folder per class) to get one."
+    )
+    assert columns_by_name(clients["viewer"].get(url).json())["name"]["type"] == "categorical"
