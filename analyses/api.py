@@ -32,11 +32,14 @@ from analyses.datasets import (
 )
 from analyses.design import (
     DesignError,
+    check_target_names,
     clean_features,
     clean_prediction_type,
     clean_split,
     clean_training,
     default_design,
+    default_metric,
+    retarget_features,
 )
 from analyses.models import Analysis, ApiToken, Dataset, Membership, MLTask, Project, Role
 from analyses.serializers import (
@@ -49,6 +52,7 @@ from analyses.serializers import (
 )
 from analyses.sessions import SessionStateError, request_abort, request_interrupt, start_session
 from training_worker.defaults import default_architecture_code, default_multi_output_code
+from training_worker.metrics import metric_names
 
 MAX_PAGE = 1000
 
@@ -273,7 +277,7 @@ def get_dataset(request, dataset_id: int):
 
 class ColumnType(Schema):
     name: str
-    type: Literal["numeric", "categorical", "text", "date"]
+    type: Literal["numeric", "categorical", "text", "date", "image"]
 
 
 class DatasetEdit(Schema):
@@ -282,7 +286,10 @@ class DatasetEdit(Schema):
 
 @api.patch("/datasets/{dataset_id}/", tags=["datasets"])
 def edit_dataset(request, dataset_id: int, payload: DatasetEdit):
-    """Override column types; the inferred one stays in `inferred_type`, so an override can be undone."""
+    """Override column types; the inferred one stays in `inferred_type`, so an override can be undone.
+
+    `image` is accepted where the dataset has an image folder holding every file the column names.
+    """
     dataset = access.get_dataset_for(request.user, dataset_id, Role.EDITOR)
     with transaction.atomic():
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
@@ -419,13 +426,7 @@ def _requested_targets(payload: NewMLTask) -> list[tuple[str, str | None]]:
         raise HttpError(
             400, 'targets needs 2 or more columns (multi-output); for one target send {"target": "<column>"}.'
         )
-    names = [t.name for t in payload.targets]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise HttpError(
-            400,
-            f"targets: {', '.join(map(repr, duplicates))} appears more than once; each target is one output.",
-        )
+    check_target_names([t.name for t in payload.targets])  # duplicates, two targets on one output name
     return [(t.name, t.prediction_type) for t in payload.targets]
 
 
@@ -457,6 +458,8 @@ def get_mltask(request, mltask_id: int):
 class MLTaskEdit(Schema):
     version: int
     prediction_type: str | None = None
+    # Every target, the first one first, as at creation; a single entry makes a single-output task.
+    targets: list[TargetSpec] | None = None
     architecture_code: str | None = None
     preprocessing_code: str | None = None  # the Preprocessing tab (preprocess_image for custom images)
     training: dict[str, Any] | None = None
@@ -469,30 +472,34 @@ class MLTaskEdit(Schema):
 def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
     mltask = access.get_mltask_for(request.user, mltask_id, Role.EDITOR)
     dataset = mltask.analysis.dataset
-    # One name for a single-target task (its messages say "the target"), else every target.
-    target_names = mltask.target if not mltask.extra_targets else [t["name"] for t in mltask.targets]
+    targets = _edited_targets(mltask, dataset, payload)
     changes: dict[str, Any] = {}
-    if payload.prediction_type is not None and payload.prediction_type != mltask.prediction_type:
-        new_type = clean_prediction_type(payload.prediction_type)
-        changes["classes"] = classes_for(dataset, mltask.target, new_type)
-        changes["prediction_type"] = new_type
-        if payload.architecture_code is None and mltask.architecture_code == _default_code(
-            mltask.targets
-        ):  # untouched default code follows the type; edited code is the user's and stays
-            changes["architecture_code"] = _default_code(
-                [{**mltask.targets[0], "prediction_type": new_type}, *mltask.extra_targets]
-            )
+    if targets != mltask.targets:
+        changes |= _target_fields(targets) | _followed_code(mltask, targets)
+        new_type = targets[0]["prediction_type"]
+        if mltask.metric not in metric_names(new_type):  # "R2 Score" means nothing for a classifier
+            changes["metric"] = default_metric(new_type)
+    old_names = [t["name"] for t in mltask.targets]
+    new_names = [t["name"] for t in targets]
+    # One name for a single-target task (its messages say "the target"), else every target.
+    target_names = new_names[0] if len(new_names) == 1 else new_names
     if payload.architecture_code is not None:
         changes["architecture_code"] = payload.architecture_code
     if payload.preprocessing_code is not None:
         changes["preprocessing_code"] = payload.preprocessing_code
     if payload.training is not None:
         changes["training"] = clean_training(payload.training, mltask.training)
-    if payload.features is not None:
-        changes["features"] = clean_features(payload.features, dataset, target_names)
-    if payload.split is not None:
+    if payload.features is not None or set(old_names) != set(new_names):
+        # Sent features may not name a target; columns move between targets and inputs as at creation.
+        features = mltask.features
+        if payload.features is not None:
+            features = clean_features(payload.features, dataset, target_names)
+        features = retarget_features(features, dataset, old_names, new_names)
+        changes["features"] = clean_features(features, dataset, target_names)
+    if payload.split is not None or set(old_names) != set(new_names):
+        # An explicit test dataset must hold the (new) targets and inputs too.
         changes["split"] = clean_split(
-            payload.split, mltask.split, dataset, target_names, changes.get("features", mltask.features)
+            payload.split or {}, mltask.split, dataset, target_names, changes.get("features", mltask.features)
         )
     if payload.metric is not None:
         changes["metric"] = payload.metric
@@ -515,6 +522,50 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
         )
     mltask.refresh_from_db()
     return mltask_json(mltask)
+
+
+def _edited_targets(mltask: MLTask, dataset: Dataset, payload: MLTaskEdit) -> list[dict]:
+    """The targets after this edit, each checked and its classes recomputed. A target sent without
+    a prediction_type keeps its current one; a new target's is guessed, as at creation."""
+    if payload.targets is None:
+        if payload.prediction_type is None or payload.prediction_type == mltask.prediction_type:
+            return mltask.targets
+        new_type = str(clean_prediction_type(payload.prediction_type))
+        first = {
+            **mltask.targets[0],
+            "prediction_type": new_type,
+            "classes": classes_for(dataset, mltask.target, new_type),
+        }
+        return [first, *mltask.extra_targets]
+    if payload.prediction_type is not None:
+        raise HttpError(
+            400,
+            "Send either prediction_type or targets, not both; "
+            "each entry of targets has its own prediction_type.",
+        )
+    check_target_names([t.name for t in payload.targets])
+    current = {t["name"]: t["prediction_type"] for t in mltask.targets}
+    return [
+        _checked_target(dataset, t.name, t.prediction_type or current.get(t.name)) for t in payload.targets
+    ]
+
+
+def _target_fields(targets: list[dict]) -> dict[str, Any]:
+    """The model fields holding ``targets``: the first in target / prediction_type / classes."""
+    first = targets[0]
+    return {
+        "target": first["name"],
+        "prediction_type": first["prediction_type"],
+        "classes": first["classes"],
+        "extra_targets": targets[1:],
+    }
+
+
+def _followed_code(mltask: MLTask, targets: list[dict]) -> dict[str, str]:
+    """Untouched default code follows the targets and their types; edited code is the user's and stays."""
+    if mltask.architecture_code != _default_code(mltask.targets):
+        return {}
+    return {"architecture_code": _default_code(targets)}
 
 
 def _default_code(targets: list[dict]) -> str:

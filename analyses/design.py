@@ -15,6 +15,7 @@ from training_worker.defaults import (
     default_training,
     feature_encodings,
     is_integer_encoded,
+    output_name,
 )
 
 DEFAULT_SAMPLING = {"method": "all"}
@@ -66,6 +67,54 @@ def default_features(dataset: Dataset, target: str | list[str]) -> list[dict]:
             }
         )
     return features
+
+
+def check_target_names(names: list[str]) -> None:
+    """Refuses a target list no model can have: none, a column twice, or two columns whose model
+    outputs would share a name ("churn rate" and "churn_rate" both give the output churn_rate)."""
+    if not names:
+        raise DesignError(
+            "targets: an ML task needs at least one target; add the new target before removing the last one."
+        )
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DesignError(
+            f"targets: {', '.join(map(repr, duplicates))} appears more than once; each target is one output."
+        )
+    by_output: dict[str, str] = {}
+    for name in names:
+        output = output_name(name)
+        if output in by_output:
+            raise DesignError(
+                f"targets: {by_output[output]!r} and {name!r} would both be the model output {output!r} "
+                '(outputs are named after their target, with spaces and the like made "_"); '
+                "keep only one of them as a target."
+            )
+        by_output[output] = name
+
+
+def retarget_features(
+    features: list[dict], dataset: Dataset, old_targets: list[str], new_targets: list[str]
+) -> list[dict]:
+    """The features once the targets changed, as creation would have made them: a new target
+    leaves the features, a removed target comes back as an input with its type's default handling
+    (unless ``features`` already has it), in the dataset's column order."""
+    kept = [f for f in features if f["name"] not in new_targets]
+    present = {f["name"] for f in kept}
+    restored = [
+        f
+        for f in default_features(dataset, new_targets)
+        if f["name"] in old_targets and f["name"] not in present
+    ]
+    position = {c["name"]: i for i, c in enumerate(dataset.columns)}
+    for feature in restored:
+        # Before the first feature that comes later in the dataset; the user's order is kept.
+        index = next(
+            (i for i, f in enumerate(kept) if position.get(f["name"], 0) > position[feature["name"]]),
+            len(kept),
+        )
+        kept.insert(index, feature)
+    return kept
 
 
 def default_design(

@@ -1,16 +1,17 @@
-// ML task design page: edit the prediction type, Architecture code and Training settings; Save
-// (compare-and-set on `version`) and Train. A refused save (409) never loses the user's text.
+// ML task design page: edit the targets and their prediction types, features, split, Architecture
+// code and Training settings; Save (compare-and-set on `version`) and Train. A refused save (409)
+// never loses the user's edits.
 import { ApiError, patchJSON, postJSON } from "./lib/api.js";
 import { $, busy, clearMessage, pageData, showMessage } from "./lib/dom.js";
 import { clearMarks, createCodeEditor, getText, markLine, setText } from "./lib/editor.js";
 import { createFeaturesEditor } from "./lib/features.js";
+import { createTargetsEditor, defaultFeature, insertInColumnOrder } from "./lib/mltasks.js";
 
 const data = pageData();
 const canEdit = data.can_edit;
 const mltaskUrl = `/api/mltasks/${data.mltask.id}/`;
 
 const fields = {
-  predictionType: $("#prediction-type"),
   epochs: $("#epochs"),
   batchSize: $("#batch-size"),
   splitRatio: $("#split-ratio"),
@@ -30,11 +31,16 @@ let saved = fromServer(data.mltask);
 let conflict = null;
 let marked = false;
 
+// Targets as the PATCH takes them: what the page compares to know whether they changed.
+function targetSpecs(targets) {
+  return targets.map(({ name, prediction_type: type }) => ({ name, prediction_type: type }));
+}
+
 function fromServer(mltask) {
   return {
     version: mltask.version,
     updatedBy: mltask.updated_by,
-    predictionType: mltask.prediction_type,
+    targets: JSON.stringify(targetSpecs(mltask.targets ?? [])),
     code: mltask.architecture_code,
     epochs: String(mltask.training?.epochs ?? ""),
     batchSize: String(mltask.training?.batch_size ?? ""),
@@ -78,9 +84,66 @@ const featuresEditor = createFeaturesEditor($("#features-table tbody"), {
   onChange: () => refreshDirty(),
 });
 
+// Dataset columns in order with their types, from the "add a target" list (editors only).
+const columnChoice = $("#new-target");
+const columns = columnChoice
+  ? [...columnChoice.options].filter((o) => o.value).map((o) => ({ name: o.value, type: o.dataset.type }))
+  : [];
+// Feature rows of columns made targets on this page: a column un-targeted before saving gets its
+// own handling back rather than the defaults.
+const parked = new Map();
+
+const targetsEditor = createTargetsEditor($("#targets-table tbody"), {
+  targets: data.mltask.targets ?? [],
+  readOnly: !canEdit,
+  onChange: (kind, name) => {
+    // As the server does on save: a new target leaves the features, a removed one comes back.
+    if (kind === "added") moveToTargets(name);
+    if (kind === "removed") moveToFeatures(name);
+    showColumnChoices();
+    refreshDirty();
+  },
+});
+
+function moveToTargets(name) {
+  const features = featuresEditor.get();
+  const feature = features.find((f) => f.name === name);
+  if (feature) parked.set(name, feature);
+  featuresEditor.set(features.filter((f) => f.name !== name));
+}
+
+function moveToFeatures(name) {
+  const type = columns.find((c) => c.name === name)?.type;
+  const feature = parked.get(name) ?? defaultFeature(name, type, data.handling_schema);
+  parked.delete(name);
+  const order = columns.map((c) => c.name);
+  featuresEditor.set(insertInColumnOrder(featuresEditor.get(), feature, order));
+}
+
+// A column already a target cannot be added again.
+function showColumnChoices() {
+  if (!columnChoice) return;
+  const targets = new Set(targetsEditor.names());
+  for (const option of columnChoice.options) option.disabled = Boolean(option.value) && targets.has(option.value);
+  if (columnChoice.selectedOptions[0]?.disabled) columnChoice.value = "";
+}
+
+function addTarget() {
+  if (!columnChoice.value) {
+    showMessage("Choose the column to predict, then Add target.", "info");
+    return;
+  }
+  targetsEditor.add(columnChoice.value);
+  columnChoice.value = "";
+}
+
+function showTitle(targets) {
+  $("#mltask-title").textContent = targets.map((t) => t.name).join(", ");
+}
+
 function current() {
   return {
-    predictionType: fields.predictionType.value,
+    targets: JSON.stringify(targetsEditor.get()),
     code: getText(editor),
     epochs: fields.epochs.value.trim(),
     batchSize: fields.batchSize.value.trim(),
@@ -106,7 +169,7 @@ function showSplitFields() {
 
 function isDirty() {
   const now = current();
-  return ["predictionType", "code", "preprocessingCode", "epochs", "batchSize", "features", ...SPLIT_KEYS].some(
+  return ["targets", "code", "preprocessingCode", "epochs", "batchSize", "features", ...SPLIT_KEYS].some(
     (key) => now[key] !== saved[key],
   );
 }
@@ -126,7 +189,10 @@ function asInteger(text) {
 
 function loadIntoForm(mltask) {
   saved = fromServer(mltask);
-  fields.predictionType.value = saved.predictionType;
+  parked.clear();
+  targetsEditor.set(mltask.targets);
+  showColumnChoices();
+  showTitle(mltask.targets);
   fields.epochs.value = saved.epochs;
   fields.batchSize.value = saved.batchSize;
   featuresEditor.set(JSON.parse(saved.features));
@@ -149,10 +215,10 @@ async function save() {
   const sent = current();
   const payload = {
     version: saved.version,
-    prediction_type: sent.predictionType,
     training: { epochs: asInteger(sent.epochs), batch_size: asInteger(sent.batchSize) },
   };
-  // Unchanged code is left out, so untouched default code can follow a new prediction type.
+  if (sent.targets !== saved.targets) payload.targets = JSON.parse(sent.targets);
+  // Unchanged code is left out, so untouched default code can follow new targets and types.
   if (sent.code !== saved.code) payload.architecture_code = sent.code;
   if (sent.features !== saved.features) payload.features = JSON.parse(sent.features);
   if (sent.preprocessingCode !== saved.preprocessingCode) payload.preprocessing_code = sent.preprocessingCode;
@@ -163,7 +229,12 @@ async function save() {
     $("#conflict").hidden = true;
     const typedSince = getText(editor) !== sent.code;
     saved = fromServer(mltask);
-    fields.predictionType.value = saved.predictionType;
+    // Guessed types and recomputed classes come back from the server, unless edited since.
+    if (current().targets === sent.targets) {
+      targetsEditor.set(mltask.targets);
+      parked.clear();
+    }
+    showTitle(mltask.targets);
     // The server may rewrite default code for a new type; text typed during the save stays.
     if (!typedSince && getText(editor) !== saved.code) setText(editor, saved.code);
     if (current().features === sent.features) featuresEditor.set(JSON.parse(saved.features));
@@ -248,6 +319,7 @@ if (canEdit) {
     });
   }
   saveButton.addEventListener("click", () => busy(saveButton, save));
+  $("#add-target").addEventListener("click", addTarget);
   trainButton.addEventListener("click", () => busy(trainButton, train));
   $("#keep-mine").addEventListener("click", keepMine);
   $("#take-theirs").addEventListener("click", takeTheirs);
@@ -260,4 +332,5 @@ if (canEdit) {
   });
 }
 showSplitFields();
+showColumnChoices();
 markLineFromUrl();
