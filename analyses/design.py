@@ -17,6 +17,7 @@ from training_worker.defaults import (
     is_integer_encoded,
     output_name,
 )
+from training_worker.metrics import DEFAULT_METRICS
 
 DEFAULT_SAMPLING = {"method": "all"}
 DEFAULT_SPLIT = {
@@ -32,6 +33,7 @@ MIN_SAMPLE_ROWS = 2
 MAX_SAMPLE_ROWS = 1_000_000_000
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1_000_000
+MAX_CODE_CHARS = 200_000  # a code tab; far beyond any real model, short of a memory problem
 FEATURE_ROLES = ("input", "reject")
 FEATURE_TYPES = ("numeric", "categorical", "text", "date", "image")
 TARGET_RESCALINGS = ("standard", "none")
@@ -136,21 +138,50 @@ def default_design(
 
 
 def default_metric(prediction_type: str) -> str:
-    return {"regression": "R2 Score", "binary": "ROC AUC", "multiclass": "ROC AUC"}[prediction_type]
+    return DEFAULT_METRICS[prediction_type]
 
 
 def clean_training(training: Any, current: dict) -> dict:
     if not isinstance(training, dict):
         raise DesignError('training must be an object such as {"epochs": 10, "batch_size": 32}.')
-    merged = {**current, **training}
+    merged = {**default_training(), **current, **training}
     mode = merged.get("mode", "standard")
-    if mode != "standard":
-        raise DesignError(f'training.mode {mode!r} is not available yet; use "standard".')
+    if mode not in ("standard", "advanced"):
+        raise DesignError(
+            f'training.mode {mode!r} is unknown; use "standard" (epochs, batch size) or "advanced" '
+            "(the Training tab's build_sequence and fit_model)."
+        )
     merged["epochs"] = _bounded_int(merged.get("epochs"), "training.epochs", 1, MAX_EPOCHS)
     merged["batch_size"] = _bounded_int(merged.get("batch_size"), "training.batch_size", 1, MAX_BATCH_SIZE)
+    if not isinstance(merged.get("code"), str):
+        raise DesignError("training.code must be the Training tab's Python code, as text.")
+    if len(merged["code"]) > MAX_CODE_CHARS:
+        raise DesignError(f"training.code is longer than {MAX_CODE_CHARS:,} characters.")
+    if merged.get("keep") not in ("best", "last"):
+        raise DesignError(
+            'training.keep must be "best" (the epoch the optimization metric prefers) or "last".'
+        )
+    merged["early_stopping"] = _clean_early_stopping(merged.get("early_stopping"))
     if merged.setdefault("target_rescaling", "standard") not in TARGET_RESCALINGS:
         raise DesignError('training.target_rescaling must be "standard" or "none" (regression targets only).')
     return merged
+
+
+def _clean_early_stopping(stopping: Any) -> dict:
+    if not isinstance(stopping, dict):
+        raise DesignError(
+            "training.early_stopping must be an object such as "
+            '{"enabled": true, "patience": 5, "min_delta": 0}.'
+        )
+    stopping = {**default_training()["early_stopping"], **stopping}
+    min_delta = stopping["min_delta"]
+    if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or min_delta < 0:
+        raise DesignError("training.early_stopping.min_delta must be a number of 0 or more.")
+    return {
+        "enabled": bool(stopping["enabled"]),
+        "patience": _bounded_int(stopping["patience"], "training.early_stopping.patience", 0, MAX_EPOCHS),
+        "min_delta": float(min_delta),
+    }
 
 
 def clean_split(

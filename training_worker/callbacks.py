@@ -6,17 +6,20 @@ In this order, because each relies on the ones before it:
    so any callback placed after it (the user's ``EarlyStopping(monitor="Test ROC AUC")``, the
    History, our epoch event) sees them. They are in the target's own units; Keras' ``loss`` next
    to them is on what the model is fit on (a rescaled regression target, see preprocessing).
-2. :class:`InterruptCallback` stops training at the end of the current batch once the supervisor
+2. :class:`KeepBestCallback` keeps the best epoch's weights by the optimization metric (and the
+   no-code ``EarlyStopping`` of the Training tab, when on), reading this epoch's metrics.
+3. :class:`InterruptCallback` stops training at the end of the current batch once the supervisor
    asked for it (Keras' TF trainer checks ``stop_training`` after every batch).
-3. :class:`ProgressCallback` emits throttled ``progress`` events.
-4. :class:`EpochEventCallback` emits the ``epoch`` event with every log value.
+4. :class:`ProgressCallback` emits throttled ``progress`` events (with the epochs planned, which
+   advanced-mode code decides).
+5. :class:`EpochEventCallback` emits the ``epoch`` event with every log value.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +163,53 @@ class MultiOutputMetricsCallback(MetricsCallback):
         return values
 
 
+class KeepBestCallback(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch by ``monitor`` (a log name such as "Test ROC AUC"), and
+    restores them when training ends (also when interrupted or stopped early): the model saved is
+    the one the optimization metric prefers. ``keep="last"`` keeps the last epoch's weights.
+
+    ``best_epoch`` (1-based) is the epoch whose weights the model will have; a ``kept`` event tells
+    the page. An epoch whose value is NaN (undefined) never counts as better.
+    """
+
+    def __init__(self, emit: Emit, monitor: str, greater_is_better: bool, keep: str = "best") -> None:
+        super().__init__()
+        if keep not in ("best", "last"):
+            raise ValueError(f'keep must be "best" or "last"; got {keep!r}')
+        self.emit, self.monitor, self.greater, self.keep = emit, monitor, greater_is_better, keep
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = (logs or {}).get(self.monitor)
+        value = None if value is None or value != value else float(value)  # NaN: undefined
+        if self.keep == "last":
+            self.best_epoch, self.best_value = epoch + 1, value
+        elif value is not None and (
+            self.best_value is None or (value > self.best_value if self.greater else value < self.best_value)
+        ):
+            self.best_epoch, self.best_value = epoch + 1, value
+            self.best_weights = [np.array(w, copy=True) for w in self.model.get_weights()]
+        elif self.best_value is None:  # nothing measurable yet: the latest weights are the kept ones
+            self.best_epoch = epoch + 1
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.keep == "best" and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.best_weights = None
+        if self.best_epoch is not None:
+            self.emit(
+                {
+                    "type": "kept",
+                    "epoch": self.best_epoch,
+                    "metric": self.monitor,
+                    "value": self.best_value,
+                    "keep": self.keep,
+                }
+            )
+
+
 class InterruptCallback(keras.callbacks.Callback):
     """Stops training at the end of the current batch once ``interrupt`` is set."""
 
@@ -193,7 +243,15 @@ class ProgressCallback(keras.callbacks.Callback):
         stopping = bool(getattr(self.model, "stop_training", False))
         if done == steps or stopping or now - self.last_sent >= 1 / MAX_PROGRESS_PER_SECOND:
             self.last_sent = now
-            self.emit({"type": "progress", "epoch": self.epoch, "batch": done, "of": steps or done})
+            self.emit(
+                {
+                    "type": "progress",
+                    "epoch": self.epoch,
+                    "batch": done,
+                    "of": steps or done,
+                    "epochs": self.params.get("epochs"),
+                }
+            )
 
 
 class EpochEventCallback(keras.callbacks.Callback):
@@ -243,8 +301,10 @@ def base_callbacks(
     seed: int,
     custom_score: CustomScore | None = None,
     to_predictions: ToPredictions | None = None,
+    after_metrics: Sequence[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
-    """The runner's callbacks, in the order the module docstring explains."""
+    """The runner's callbacks, in the order the module docstring explains; ``after_metrics`` (best
+    epoch keeping, early stopping) right after the metrics, so they see this epoch's values."""
     return [
         MetricsCallback(
             prediction_type,
@@ -257,6 +317,7 @@ def base_callbacks(
             custom_score=custom_score,
             to_predictions=to_predictions,
         ),
+        *after_metrics,
         InterruptCallback(interrupt),
         ProgressCallback(emit),
         EpochEventCallback(emit, interrupt),
@@ -273,12 +334,14 @@ def multi_output_callbacks(
     batch_size: int,
     train_metrics_sample: int,
     seed: int,
+    after_metrics: Sequence[keras.callbacks.Callback] = (),
 ) -> list[keras.callbacks.Callback]:
     """:func:`base_callbacks` for a multi-output model: metrics per output."""
     return [
         MultiOutputMetricsCallback(
             heads, train, test, batch_size, train_metrics_sample=train_metrics_sample, seed=seed
         ),
+        *after_metrics,
         InterruptCallback(interrupt),
         ProgressCallback(emit),
         EpochEventCallback(emit, interrupt),

@@ -130,8 +130,32 @@ def default_multi_output_code(targets: dict[str, str]) -> str:
     return _MULTI_OUTPUT_TEMPLATE.format(targets=repr(by_output))
 
 
+# The Training tab's code in advanced mode: the standard mode, written out, for users to change.
+DEFAULT_TRAINING_CODE = """\
+def build_sequence(build_train_sequence_with_batch_size, build_validation_sequence_with_batch_size):
+    batch_size = 32
+    train_sequence = build_train_sequence_with_batch_size(batch_size)
+    validation_sequence = build_validation_sequence_with_batch_size(batch_size)
+    return train_sequence, validation_sequence
+
+
+def fit_model(model, train_sequence, validation_sequence, base_callbacks):
+    epochs = 10
+    # base_callbacks compute the Train/Test metrics into the logs (get_variable("DKU_MODEL_METRIC")
+    # names the optimization one), keep the best epoch, and make Interrupt work: keep them first.
+    model.fit(train_sequence, epochs=epochs, callbacks=base_callbacks)
+"""
+
+
 def default_training() -> dict[str, Any]:
-    return {"mode": "standard", "epochs": 10, "batch_size": 32}
+    return {
+        "mode": "standard",
+        "epochs": 10,
+        "batch_size": 32,
+        "keep": "best",
+        "early_stopping": {"enabled": False, "patience": 5, "min_delta": 0.0},
+        "code": DEFAULT_TRAINING_CODE,
+    }
 
 
 DATE_COMPONENTS = ("year", "month", "day", "weekday", "hour", "timestamp")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from enum import StrEnum
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 EVENT_FD = 3  # the runner writes events here unless EVENT_FD_VARIABLE names another descriptor
 EVENT_FD_VARIABLE = "DLS_EVENT_FD"
@@ -55,6 +55,17 @@ class ProgressEvent(TypedDict):
     epoch: int  # 1-based
     batch: int  # 1-based, batches done in this epoch
     of: int  # batches per epoch
+    epochs: NotRequired[int | None]  # epochs planned (the fit's), when known
+
+
+class KeptEvent(TypedDict):
+    """Which epoch's weights the trained model has (the best by ``metric``, or the last)."""
+
+    type: Literal["kept"]
+    epoch: int  # 1-based
+    metric: str  # the log name, e.g. "Test ROC AUC"
+    value: float | None
+    keep: str  # best | last
 
 
 class EpochEvent(TypedDict):
@@ -87,7 +98,7 @@ class DoneEvent(TypedDict, total=False):
 
 
 Event = StatusEvent | ModelEvent | ProgressEvent | EpochEvent | LogEvent | DoneEvent
-EVENT_TYPES = ("status", "model", "progress", "epoch", "log", "done")
+EVENT_TYPES = ("status", "model", "progress", "epoch", "kept", "log", "done")
 
 
 def clean_number(value: Any) -> float | None:
@@ -131,6 +142,13 @@ def parse_event(line: bytes) -> dict[str, Any]:
         for key in ("epoch", "batch", "of"):
             if not isinstance(event.get(key), int):
                 raise BadEvent(f"progress event needs an integer {key}")
+        if event.get("epochs") is not None and not isinstance(event["epochs"], int):
+            raise BadEvent("progress event's epochs must be an integer")
+    elif kind == "kept":
+        if not isinstance(event.get("epoch"), int) or event.get("keep") not in ("best", "last"):
+            raise BadEvent("kept event needs an integer epoch and keep best or last")
+        event["metric"] = str(event.get("metric", ""))[:200]
+        event["value"] = clean_number(event.get("value"))
     elif kind == "done":
         if event.get("status") not in (Status.SUCCEEDED, Status.INTERRUPTED, Status.FAILED):
             raise BadEvent("done event needs status succeeded, interrupted or failed")

@@ -38,6 +38,8 @@ BINARY_METRICS = (
 )
 MULTICLASS_METRICS = ("Accuracy", "Precision", "Recall", "F1 Score", "Log Loss", "ROC AUC")
 CUSTOM_SCORE = "Custom Score"
+# The optimization metric of a new ML task, by prediction type.
+DEFAULT_METRICS = {REGRESSION: "R2 Score", BINARY: "ROC AUC", MULTICLASS: "ROC AUC"}
 
 BINARY_THRESHOLD = 0.5
 # Dataiku DSS' default cost matrix: gain per true positive, true negative, false positive, false negative.
@@ -54,6 +56,16 @@ def metric_names(prediction_type: str, with_custom_score: bool = False) -> list[
     if prediction_type not in names:
         raise ValueError(f"unknown prediction type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
     return [*names[prediction_type], *([CUSTOM_SCORE] if with_custom_score else [])]
+
+
+# Errors and losses: lower is better; every other metric (scores, gains, lifts): higher is better.
+LOWER_IS_BETTER = frozenset({"MAPE", "MAE", "MSE", "RMSE", "RMSLE", "Log Loss"})
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a higher value of ``metric`` (a name of metric_names, maybe "Test "-prefixed) is better."""
+    name = metric.removeprefix("Test ").removeprefix("Train ").split(" (")[0]
+    return name not in LOWER_IS_BETTER
 
 
 def positive_probability(output: np.ndarray) -> np.ndarray:

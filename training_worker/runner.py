@@ -47,7 +47,14 @@ from training_worker.arrays import DEFAULT_MEMMAP_BYTES, ArrayStore, is_memory_m
 from training_worker.dataset_files import release_freed_memory
 from training_worker.defaults import output_name
 from training_worker.events import EVENT_FD, EVENT_FD_VARIABLE, Status, clean_values, encode_event
-from training_worker.metrics import class_probabilities, outputs_by_name, predicted_classes
+from training_worker.metrics import (
+    DEFAULT_METRICS,
+    class_probabilities,
+    greater_is_better,
+    metric_names,
+    outputs_by_name,
+    predicted_classes,
+)
 from training_worker.preprocessing import (
     TARGET_RESCALINGS,
     Preprocessing,
@@ -198,7 +205,10 @@ class Runner:
 
     def _life_cycle(self) -> bool:
         """All phases; returns whether training was interrupted."""
-        epochs, batch_size = _training_settings(self.job.get("training") or {})
+        settings = training_settings(self.job.get("training") or {})
+        training_code = None
+        if settings.advanced:  # compiled now: a syntax error is reported before the data is read
+            training_code = compile_tab(settings.code, "training", "build_sequence")
         with self.phase("preprocessing"):
             preprocessing, train, test = self._prepare_data()
             release_freed_memory()  # the dataset read is gone; keep its pages out of training's peak
@@ -208,23 +218,73 @@ class Runner:
         with self.phase("compile_model"):
             model = self._compile_model(keras, namespace, model)
 
-        with self.phase("fit"):
-            from training_worker.sequences import fit_arguments, predict  # imports Keras
+        from training_worker.sequences import ArraySequence, fit_arguments, predict  # imports Keras
 
-            callbacks, fit_targets = self._callbacks(preprocessing, train, test, batch_size)
-            if not self.interrupt.is_set():  # interrupted before training started: keep the model as built
-                model.fit(
-                    **fit_arguments(train.model_inputs, fit_targets, batch_size, self.seed),
-                    epochs=epochs,
-                    callbacks=callbacks,
-                    verbose=0,
+        callbacks, fit_targets = self._callbacks(preprocessing, train, test, settings)
+        if training_code is None:
+            with self.phase("fit"):
+                if not self.interrupt.is_set():  # interrupted before training: keep the model as built
+                    model.fit(
+                        **fit_arguments(train.model_inputs, fit_targets, settings.batch_size, self.seed),
+                        epochs=settings.epochs,
+                        callbacks=callbacks,
+                        verbose=0,
+                    )
+        else:
+            test_targets = self._fit_targets(preprocessing, test)
+
+            def sequences(inputs: Any, y: Any, shuffle: bool) -> Callable[[int], Any]:
+                def build(batch_size: int) -> Any:
+                    return ArraySequence(
+                        inputs,
+                        y,
+                        int(batch_size),
+                        shuffle=shuffle,
+                        seed=self.seed,
+                        names=preprocessing.input_names,
+                    )
+
+                return build
+
+            with self.phase("build_sequence"):
+                training_namespace = execute_tab(
+                    training_code, "training", "build_sequence", self._bindings(keras)
                 )
+                build_sequence = user_function(
+                    training_namespace,
+                    "build_sequence",
+                    "(build_train_sequence_with_batch_size, build_validation_sequence_with_batch_size)",
+                    "training",
+                    "build_sequence",
+                )
+                fit_model = user_function(
+                    training_namespace,
+                    "fit_model",
+                    "(model, train_sequence, validation_sequence, base_callbacks)",
+                    "training",
+                    "fit",
+                )
+                built = call_user_function(
+                    build_sequence,
+                    (
+                        sequences(train.model_inputs, fit_targets, True),
+                        sequences(test.model_inputs, test_targets, False),
+                    ),
+                    "build_sequence",
+                    expected="build_sequence(...) must return (train_sequence, validation_sequence).",
+                )
+                train_sequence, validation_sequence = _sequence_pair(built, build_sequence)
+            with self.phase("fit"):
+                if not self.interrupt.is_set():
+                    call_user_function(
+                        fit_model, (model, train_sequence, validation_sequence, callbacks), "fit"
+                    )
         interrupted = self.interrupt.is_set()
 
         with self.phase("evaluate"):
             self.final_metrics = callbacks[0].evaluate(model)
         with self.phase("predict"):
-            output = predict(model, test.model_inputs, batch_size)
+            output = predict(model, test.model_inputs, settings.batch_size)
             if self.multi_output:
                 outputs = outputs_by_name(list(model.output_names), output)
                 self._write_multi_output_predictions(test.frame, outputs, preprocessing)
@@ -234,24 +294,84 @@ class Runner:
             self._save(model, preprocessing)
         return interrupted
 
+    def _bindings(self, keras: Any) -> dict[str, Any]:
+        """What every code tab finds bound: keras, np and the user API (user_api's names)."""
+        from training_worker import user_api
+
+        return {"keras": keras, "np": np, **user_api.bindings()}
+
+    def _configure_user_api(self, preprocessing: Preprocessing) -> None:
+        from training_worker import user_api
+
+        metric = self._monitor(preprocessing)
+        variables = dict(self.job.get("variables") or {})
+        variables |= {
+            "DKU_MODEL_METRIC": metric,
+            "DKU_MODEL_METRIC_GREATER_IS_BETTER": greater_is_better(metric),
+        }
+        user_api.configure(
+            user_api.Context(
+                variables=variables,
+                trained_models=list(self.job.get("trained_models") or []),
+                analysis_id=self.job.get("analysis_id"),
+                mltask_id=self.job.get("mltask_id"),
+                workdir=str(self.workdir),
+            )
+        )
+        user_api.install_legacy_methods()
+
+    def _monitor(self, preprocessing: Preprocessing) -> str:
+        """The optimization metric as the epoch logs name it: "Test ROC AUC", "Test R2 Score (price)"."""
+        first = preprocessing.targets[0]
+        metric = self.job.get("metric")
+        if metric not in metric_names(first.prediction_type):
+            metric = DEFAULT_METRICS[first.prediction_type]
+        return f"Test {metric}" + (f" ({first.target})" if self.multi_output else "")
+
+    def _fit_targets(self, preprocessing: Preprocessing, split: Split) -> Any:
+        """What Keras receives as y for a split: each target scaled as the model is fit on it."""
+        if not self.multi_output:
+            return preprocessing.scale_target(split.y)
+        return {
+            output_name(p.target): p.scale_target(split.y[output_name(p.target)])
+            for p in preprocessing.targets
+        }
+
     def _callbacks(
-        self, preprocessing: Preprocessing, train: Split, test: Split, batch_size: int
+        self, preprocessing: Preprocessing, train: Split, test: Split, settings: TrainingSettings
     ) -> tuple[list, Any]:
         """The base callbacks (metrics first) and what ``fit`` gets as y: targets scaled for training."""
+        import keras
+
         from training_worker.callbacks import (
+            KeepBestCallback,
             OutputHead,
             base_callbacks,
             multi_output_callbacks,
         )  # imports Keras
 
+        monitor = self._monitor(preprocessing)
+        after_metrics: list[Any] = [
+            KeepBestCallback(self.emit, monitor, greater_is_better(monitor), settings.keep)
+        ]
+        if settings.early_stopping:
+            after_metrics.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor,
+                    mode="max" if greater_is_better(monitor) else "min",
+                    patience=settings.patience,
+                    min_delta=settings.min_delta,
+                )
+            )
         common = {
             "emit": self.emit,
             "interrupt": self.interrupt,
             "train": (train.model_inputs, train.y),
             "test": (test.model_inputs, test.y),
-            "batch_size": batch_size,
+            "batch_size": settings.batch_size,
             "train_metrics_sample": int(self.job.get("train_metrics_sample", 10_000)),
             "seed": self.seed,
+            "after_metrics": after_metrics,
         }
         if not self.multi_output:
             callbacks = base_callbacks(
@@ -260,18 +380,14 @@ class Runner:
                 to_predictions=preprocessing.output_to_predictions,
                 **common,
             )
-            return callbacks, preprocessing.scale_target(train.y)
+            return callbacks, self._fit_targets(preprocessing, train)
         heads = [
             OutputHead(
                 p.target, output_name(p.target), p.prediction_type, p.n_classes, p.output_to_predictions
             )
             for p in preprocessing.targets
         ]
-        fit_targets = {
-            output_name(p.target): p.scale_target(train.y[output_name(p.target)])
-            for p in preprocessing.targets
-        }
-        return multi_output_callbacks(heads=heads, **common), fit_targets
+        return multi_output_callbacks(heads=heads, **common), self._fit_targets(preprocessing, train)
 
     def _prepare_data(self) -> tuple[Preprocessing, Split, Split]:
         job = self.job
@@ -464,7 +580,8 @@ class Runner:
         # Compiled before Keras is imported: a syntax error is reported in a second, not ten.
         code = compile_tab(self.job["architecture_code"], "architecture", "build_model")
         keras = _import_keras(self.seed)
-        namespace = execute_tab(code, "architecture", "build_model", {"keras": keras, "np": np})
+        self._configure_user_api(preprocessing)
+        namespace = execute_tab(code, "architecture", "build_model", self._bindings(keras))
         build_model = user_function(
             namespace, "build_model", "(input_shapes, n_classes)", "architecture", "build_model"
         )
@@ -540,6 +657,10 @@ PHASE_FAILURES = {
     "preprocessing": ("Preparing the dataset failed with", ""),
     "build_model": ("Building the model failed with", ""),
     "compile_model": ("Compiling the model failed with", ""),
+    "build_sequence": (
+        "Building the training sequences (build_sequence) failed with",
+        "build_sequence gets two functions, each taking a batch size and returning a sequence.",
+    ),
     "fit": (
         "Training (model.fit) failed with",
         "The model's output, its loss and the target must agree: for this prediction type, compare "
@@ -635,25 +756,74 @@ def _target_rescaling(training: dict[str, Any]) -> str | None:
     return rescaling
 
 
-def _training_settings(training: dict[str, Any]) -> tuple[int, int]:
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The Training tab: standard (epochs, batch size) or advanced (``code``: build_sequence and
+    fit_model); which epoch's weights to keep; the no-code early stopping."""
+
+    mode: str = "standard"
+    epochs: int = 10
+    batch_size: int = 32
+    code: str = ""
+    keep: str = "best"  # best (by the optimization metric) | last
+    early_stopping: bool = False
+    patience: int = 5
+    min_delta: float = 0.0
+
+    @property
+    def advanced(self) -> bool:
+        return self.mode == "advanced"
+
+
+def training_settings(training: dict[str, Any]) -> TrainingSettings:
+    """The Training tab's settings, checked (the web checks them too; a job may come from elsewhere)."""
+
+    def refuse(message: str) -> UserCodeError:
+        return UserCodeError(phase="fit", tab="training", message=f"{message} Fix it in the Training tab.")
+
     mode = training.get("mode", "standard")
-    if mode != "standard":
-        raise UserCodeError(
-            phase="fit",
-            tab="training",
-            message=f"Training mode {mode!r} is not available yet; switch the Training tab to standard mode.",
-        )
+    if mode not in ("standard", "advanced"):
+        raise refuse(f"Training mode {mode!r} is unknown; use standard or advanced.")
     epochs, batch_size = training.get("epochs", 10), training.get("batch_size", 32)
     if not (isinstance(epochs, int) and epochs >= 1 and isinstance(batch_size, int) and batch_size >= 1):
-        raise UserCodeError(
-            phase="fit",
-            tab="training",
-            message=(
-                f"Epochs and batch size must be whole numbers of at least 1; got epochs={epochs!r}, "
-                f"batch_size={batch_size!r}. Fix them in the Training tab."
-            ),
+        raise refuse(
+            f"Epochs and batch size must be whole numbers of at least 1; got epochs={epochs!r}, "
+            f"batch_size={batch_size!r}."
         )
-    return epochs, batch_size
+    keep = training.get("keep", "best")
+    if keep not in ("best", "last"):
+        raise refuse(f'keep must be "best" or "last"; got {keep!r}.')
+    stopping = training.get("early_stopping") or {}
+    patience, min_delta = stopping.get("patience", 5), stopping.get("min_delta", 0.0)
+    if not (
+        isinstance(patience, int) and patience >= 0 and isinstance(min_delta, int | float) and min_delta >= 0
+    ):
+        raise refuse(
+            "Early stopping needs a patience of 0 or more epochs and a min delta of 0 or more; "
+            f"got {stopping!r}."
+        )
+    code = training.get("code") or ""
+    if mode == "advanced" and not code.strip():
+        raise refuse(
+            "Advanced mode runs the Training tab's code, which is empty; write build_sequence and fit_model."
+        )
+    return TrainingSettings(
+        mode, epochs, batch_size, code, keep, bool(stopping.get("enabled")), patience, float(min_delta)
+    )
+
+
+def _sequence_pair(built: Any, function: Callable) -> tuple[Any, Any]:
+    if isinstance(built, tuple | list) and len(built) == 2:
+        return built[0], built[1]
+    raise UserCodeError(
+        phase="build_sequence",
+        tab="training",
+        line=_first_line(function),
+        message=(
+            f"build_sequence returned {type(built).__name__}; it must return a pair "
+            "(train_sequence, validation_sequence), e.g. `return train_sequence, validation_sequence`."
+        ),
+    )
 
 
 def _model_event(model: Any, preprocessing: Preprocessing, n_classes: Any) -> dict[str, Any]:

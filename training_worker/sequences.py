@@ -45,9 +45,12 @@ class ArraySequence(keras.utils.PyDataset):
         batch_size: int = 32,
         shuffle: bool = False,
         seed: int = 1337,
+        names: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # The model's input names (DataAugmentationSequence finds a one-input model's input by it).
+        self.input_names = list(inputs) if isinstance(inputs, Mapping) else list(names or [])
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {batch_size}")
         self.inputs, self.y = inputs, y

@@ -40,7 +40,7 @@ def test_progress_is_throttled_to_five_per_second_plus_each_epochs_last_batch() 
     sent_at = [(batch - 1) / 100 for batch in batches[:-1]]
     assert batches[0] == 1 and len(batches) == 6
     assert all(later - earlier >= 0.2 - 1e-9 for earlier, later in zip(sent_at, sent_at[1:], strict=False))
-    assert sent[-1] == {"type": "progress", "epoch": 1, "batch": 100, "of": 100}
+    assert sent[-1] == {"type": "progress", "epoch": 1, "batch": 100, "of": 100, "epochs": 2}
 
 
 def test_interrupt_sets_stop_training_and_marks_the_cut_epoch_partial() -> None:

@@ -24,7 +24,15 @@ def test_defaults_import_without_tensorflow() -> None:
 
 
 def test_default_training_and_feature_handling() -> None:
-    assert default_training() == {"mode": "standard", "epochs": 10, "batch_size": 32}
+    training = default_training()
+    assert {k: training[k] for k in ("mode", "epochs", "batch_size", "keep")} == {
+        "mode": "standard",
+        "epochs": 10,
+        "batch_size": 32,
+        "keep": "best",
+    }
+    assert training["early_stopping"] == {"enabled": False, "patience": 5, "min_delta": 0.0}
+    assert "def build_sequence(build_train_sequence_with_batch_size" in training["code"]
     assert default_feature_handling("numeric") == {"rescaling": "standard", "missing": "mean"}
     assert default_feature_handling("categorical") == {"encoding": "dummy", "max_levels": 100}
     assert default_feature_handling("text") == {"encoding": "tfidf", "max_features": 200}

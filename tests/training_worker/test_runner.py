@@ -50,7 +50,13 @@ def test_binary_run_reports_every_metric_each_epoch(runs: Runs) -> None:
         assert -0.3 <= values["Test Cost Matrix Gain"] <= 1
         assert event["seconds"] > 0 and "partial" not in event
     progress = run.of_type("progress")
-    assert {"type": "progress", "epoch": 3, "batch": 15, "of": 15} in progress  # 455 train rows / 32
+    assert {
+        "type": "progress",
+        "epoch": 3,
+        "batch": 15,
+        "of": 15,
+        "epochs": 3,
+    } in progress  # 455 train rows / 32
 
 
 def test_tensorflow_start_up_lines_are_silenced_but_user_output_is_not(runs: Runs) -> None:
@@ -69,12 +75,15 @@ def test_default_binary_model_reaches_test_roc_auc_095_in_three_epochs(runs: Run
     assert done["final_metrics"]["Test Accuracy"] >= 0.9
 
 
-def test_final_metrics_are_the_last_epochs_train_and_test_metrics(runs: Runs) -> None:
+def test_final_metrics_are_the_kept_epochs_train_and_test_metrics(runs: Runs) -> None:
     run = runs("binary")
-    last_epoch = run.of_type("epoch")[-1]["values"]
+    epochs = run.of_type("epoch")
+    (kept,) = run.of_type("kept")
+    best = max(epochs, key=lambda event: event["values"]["Test ROC AUC"])  # the first of equals
+    assert (kept["epoch"], kept["metric"], kept["keep"]) == (best["epoch"], "Test ROC AUC", "best")
     assert set(run.done["final_metrics"]) == set(metric_columns("binary"))
     for name, value in run.done["final_metrics"].items():
-        assert value == pytest.approx(last_epoch[name], rel=1e-6)
+        assert value == pytest.approx(best["values"][name], rel=1e-6)
 
 
 def test_saved_model_and_preprocessing_reproduce_the_reported_predictions(runs: Runs) -> None:
@@ -316,7 +325,7 @@ def test_memory_mapped_inputs_train_as_well_and_leave_no_files(runs: Runs) -> No
     assert "Test split: 114 rows" in run.logs
     assert run.done["final_metrics"]["Test ROC AUC"] >= 0.95
     # The same split and the same progress: only where the batches come from differs.
-    assert {"type": "progress", "epoch": 3, "batch": 15, "of": 15} in run.of_type("progress")
+    assert {"type": "progress", "epoch": 3, "batch": 15, "of": 15, "epochs": 3} in run.of_type("progress")
     rows = [pd.read_csv(r.workdir / "output" / "predictions.csv")["row"].tolist() for r in (run, in_ram)]
     assert rows[0] == rows[1]
     assert not (run.workdir / ".arrays").exists()
