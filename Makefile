@@ -13,19 +13,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test setup browser worker lint format bench clean
+.PHONY: run test setup browser sandbox-tools worker lint format bench clean
 
-run: setup
+run: setup sandbox-tools
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: setup browser
+test: setup browser sandbox-tools
 	bash tests/run.sh
 
 setup: $(VENV)/.synced node_modules/.installed static/dist/.built staticfiles/.collected
 
-worker: setup
+worker: setup sandbox-tools
 	$(VENV)/bin/celery -A webapp worker -Q training --concurrency 1 --max-tasks-per-child 1 -O fair --loglevel INFO
 
 lint: setup
@@ -63,6 +63,14 @@ staticfiles/.collected: static/dist/.built $(wildcard static/css/*) $(VENV)/.syn
 # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# bubblewrap for the runner's sandbox (README "Sandbox"). Never fatal: without it (no apt-get, not
+# root, no network) training still runs, degraded, and each session's page says so.
+sandbox-tools:
+	@command -v bwrap >/dev/null || ! command -v apt-get >/dev/null || \
+	  ( if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	    ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bubblewrap) >/dev/null 2>&1 ) || \
+	  echo "note: bubblewrap could not be installed; the runner will run without its sandbox (README, Sandbox)"
 
 clean:
 	rm -rf $(VENV) .tools node_modules static/dist staticfiles

@@ -50,7 +50,14 @@ from analyses.serializers import (
     session_detail,
     session_summary,
 )
-from analyses.sessions import SessionStateError, request_abort, request_interrupt, start_session
+from analyses.sessions import (
+    SessionStateError,
+    request_abort,
+    request_interrupt,
+    resume_session,
+    start_session,
+)
+from analyses.validation import validate_design
 from training_worker.defaults import default_architecture_code, default_multi_output_code
 from training_worker.metrics import metric_names
 
@@ -477,7 +484,8 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
     if targets != mltask.targets:
         changes |= _target_fields(targets) | _followed_code(mltask, targets)
         new_type = targets[0]["prediction_type"]
-        if mltask.metric not in metric_names(new_type):  # "R2 Score" means nothing for a classifier
+        # "R2 Score" means nothing for a classifier; "Custom Score" (the Training tab's) fits any type.
+        if mltask.metric not in metric_names(new_type, with_custom_score=True):
             changes["metric"] = default_metric(new_type)
     old_names = [t["name"] for t in mltask.targets]
     new_names = [t["name"] for t in targets]
@@ -502,6 +510,20 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
             payload.split or {}, mltask.split, dataset, target_names, changes.get("features", mltask.features)
         )
     if payload.metric is not None:
+        first_type = changes.get("prediction_type", mltask.prediction_type)
+        custom = bool(changes.get("training", mltask.training).get("metrics", {}).get("custom_score"))
+        allowed = metric_names(first_type, with_custom_score=custom)
+        if payload.metric not in allowed:
+            raise HttpError(
+                400,
+                f"metric {payload.metric!r} is not a {first_type} metric; use one of {', '.join(allowed)}"
+                + (
+                    ""
+                    if custom
+                    else " (Custom Score once a score() function is turned on in the Metrics settings)"
+                )
+                + ".",
+            )
         changes["metric"] = payload.metric
     # Compare-and-set on the version: a stale save is refused, never silently merged.
     updated = MLTask.objects.filter(pk=mltask.pk, version=payload.version).update(
@@ -577,10 +599,47 @@ def _default_code(targets: list[dict]) -> str:
 # ---------------------------------------------------------------- sessions
 
 
+@api.post("/mltasks/{mltask_id}/validate/", tags=["mltasks"])
+def validate(request, mltask_id: int):
+    """A dry run of the saved design in the sandbox: preprocessing on the first rows, build_model,
+    the output-layer check, compile_model (and build_sequence in advanced mode); no training.
+    `errors` hold `{phase, tab, line, message}` for the editor's markers."""
+    mltask = access.get_mltask_for(request.user, mltask_id, Role.EDITOR)
+    version = mltask.version
+    result = validate_design(mltask, request.user)
+    record = {k: result[k] for k in ("ok", "errors", "input_shapes", "params")}
+    # Only if nobody saved meanwhile: the verdict is about the version that was validated.
+    MLTask.objects.filter(pk=mltask.pk, version=version).update(
+        validation=record | {"version": version, "at": timezone.now().isoformat()}
+    )
+    return result | {"version": version}
+
+
 @api.post("/mltasks/{mltask_id}/sessions/", response={201: dict}, tags=["sessions"])
 def train(request, mltask_id: int):
+    """Refused (400) when the design's current version failed its dry run (Validate)."""
     mltask = access.get_mltask_for(request.user, mltask_id, Role.EDITOR)
+    validation = mltask.validation or {}
+    if validation.get("version") == mltask.version and not validation.get("ok"):
+        reasons = "; ".join(error["message"] for error in validation.get("errors") or []) or "unknown"
+        raise HttpError(400, f"This design failed validation, so it cannot train: {reasons} Fix it and save.")
     session = start_session(mltask, request.user)
+    return Status(201, session_summary(session))
+
+
+class ResumeRequest(Schema):
+    epochs: int | None = None  # in all, the epochs already done included; default: as planned
+
+
+@api.post("/sessions/{session_id}/resume/", response={201: dict}, tags=["sessions"])
+def resume(request, session_id: int, payload: ResumeRequest | None = None):
+    """Continue an interrupted (or finished) standard-mode session from its last complete epoch as
+    a new session whose history starts with the old one's epochs."""
+    source = access.get_session_for(request.user, session_id, Role.EDITOR)
+    try:
+        session = resume_session(source, request.user, payload.epochs if payload else None)
+    except SessionStateError as exc:
+        raise HttpError(400, str(exc)) from exc
     return Status(201, session_summary(session))
 
 
@@ -611,3 +670,24 @@ def abort(request, session_id: int):
         return session_summary(request_abort(session))
     except SessionStateError as exc:
         raise HttpError(409, str(exc)) from None
+
+
+@api.get("/sessions/{session_id}/tensorboard/", tags=["sessions"])
+def tensorboard_logs(request, session_id: int):
+    """The session's TensorBoard event files as a zip (`session-<id>/train/…`, `session-<id>/test/…`);
+    unzipped, `tensorboard --logdir session-<id>` opens them. 404 with the reason when it has none."""
+    from django.http import FileResponse
+
+    from analyses.tensorboard import NoLogs, zip_logs
+
+    session = access.get_session_for(request.user, session_id)
+    try:
+        archive = zip_logs(session)
+    except NoLogs as exc:
+        raise HttpError(404, str(exc)) from None
+    return FileResponse(
+        archive,
+        as_attachment=True,
+        filename=f"session-{session.pk}-tensorboard.zip",
+        content_type="application/zip",
+    )

@@ -17,7 +17,7 @@ from training_worker.defaults import (
     is_integer_encoded,
     output_name,
 )
-from training_worker.metrics import DEFAULT_METRICS
+from training_worker.metrics import DEFAULT_METRICS, parse_metrics_settings
 
 DEFAULT_SAMPLING = {"method": "all"}
 DEFAULT_SPLIT = {
@@ -161,13 +161,30 @@ def clean_training(training: Any, current: dict) -> dict:
         raise DesignError(
             'training.keep must be "best" (the epoch the optimization metric prefers) or "last".'
         )
-    merged["early_stopping"] = _clean_early_stopping(merged.get("early_stopping"))
+    stopping = training.get("early_stopping", current.get("early_stopping"))
+    if isinstance(stopping, dict):  # a partial object changes only what it names
+        stopping = {**(current.get("early_stopping") or {}), **stopping}
+    merged["early_stopping"] = _clean_early_stopping(stopping)
     if merged.setdefault("target_rescaling", "standard") not in TARGET_RESCALINGS:
         raise DesignError('training.target_rescaling must be "standard" or "none" (regression targets only).')
+    merged["metrics"] = clean_metrics_settings(training.get("metrics"), current.get("metrics"))
     return merged
 
 
+def clean_metrics_settings(metrics: Any, current: Any = None) -> dict:
+    """The Metrics settings, kept in ``training["metrics"]``: ``{"cost_matrix": {"tp", "tn", "fp",
+    "fn"}, "lift_fraction", "custom_score"}`` (see training_worker.metrics.parse_metrics_settings,
+    which the runner applies too). What is not sent keeps its saved value (``current``), then its
+    default; a partial cost matrix changes only the cells it names."""
+    try:
+        return parse_metrics_settings(metrics, current if isinstance(current, dict) else None).as_json()
+    except ValueError as exc:
+        raise DesignError(str(exc)) from None
+
+
 def _clean_early_stopping(stopping: Any) -> dict:
+    if stopping is None:
+        stopping = {}
     if not isinstance(stopping, dict):
         raise DesignError(
             "training.early_stopping must be an object such as "

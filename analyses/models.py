@@ -121,6 +121,9 @@ class MLTask(models.Model):
     training = models.JSONField(default=dict)
     metric = models.CharField(max_length=50, blank=True)
     version = models.PositiveIntegerField(default=1)
+    # The last dry run (Validate): {version, ok, errors, input_shapes, params, at}. Train refuses
+    # the version it failed on; any save makes a new version, so a fix clears the refusal.
+    validation = models.JSONField(null=True, blank=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -181,6 +184,9 @@ class Session(models.Model):
     final_metrics = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)  # {phase, tab, line, message, traceback}
     artifacts = models.JSONField(default=dict)  # name -> path relative to DATA_DIR
+    # How the runner was contained (training_worker/sandbox.py): {sandboxed, missing, notes, uid,
+    # layout, limits}; {} until it started. `missing` non-empty: degraded, said on the session page.
+    isolation = models.JSONField(default=dict, blank=True)
     interrupt_requested_at = models.DateTimeField(null=True, blank=True)
     abort_requested_at = models.DateTimeField(null=True, blank=True)
 

@@ -23,6 +23,14 @@ from analyses.design import handling_schema
 from analyses.models import ROLE_RANK, Membership, MLTask, PredictionType, Project, Role, Session
 from analyses.serializers import mltask_json, session_detail, session_summary
 from analyses.statistics import COLUMN_TYPES
+from training_worker.defaults import default_training
+from training_worker.metrics import (
+    CUSTOM_SCORE,
+    DEFAULT_METRICS,
+    PREDICTION_TYPES,
+    greater_is_better,
+    metric_names,
+)
 
 Crumbs = list[tuple[str, str]]
 
@@ -65,6 +73,21 @@ def _handling_text(handling: Any) -> str:
     if isinstance(handling, dict):
         return ", ".join(f"{key}: {value}" for key, value in handling.items())
     return "" if handling is None else str(handling)
+
+
+def _metric_choices() -> dict[str, Any]:
+    """The optimization metrics the page offers, per prediction type, and which way each is better."""
+    return {
+        "names": {
+            kind: [
+                {"name": name, "greater_is_better": greater_is_better(name)} for name in metric_names(kind)
+            ]
+            for kind in PREDICTION_TYPES
+        },
+        "defaults": dict(DEFAULT_METRICS),
+        # Offered too while the Metrics settings report the Training tab's score (any type).
+        "custom_score": {"name": CUSTOM_SCORE, "greater_is_better": greater_is_better(CUSTOM_SCORE)},
+    }
 
 
 def _last_session_status():
@@ -200,6 +223,9 @@ def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpRe
             "can_edit": context["can_edit"],
             "handling_schema": handling_schema(),
             "last_model": _last_model(mltask),
+            "metrics": _metric_choices(),
+            # Settings an ML task saved before they existed read as these (as the server merges them).
+            "default_training": default_training(),
             # Train navigates to <sessions_base><id>/ as soon as the session exists.
             "sessions_base": reverse("project", args=[project.pk]) + "sessions/",
         },
@@ -219,7 +245,10 @@ def session_page(request: HttpRequest, project_id: int, session_id: int) -> Http
     project = analysis.project
     context = _project_context(request, project)
     mltask_url = reverse("mltask", args=[project.pk, mltask.pk])
-    planned_epochs = ((session.design or {}).get("training") or {}).get("epochs")
+    training = (session.design or {}).get("training") or {}
+    # Advanced mode's code decides the epochs: the runner's progress events tell them.
+    advanced = training.get("mode") == "advanced"
+    planned_epochs = None if advanced else training.get("epochs")
     context |= {
         "session": session,
         "summary": session_summary(session),
@@ -235,6 +264,7 @@ def session_page(request: HttpRequest, project_id: int, session_id: int) -> Http
             "session": session_detail(session),
             "can_edit": context["can_edit"],
             "planned_epochs": planned_epochs if isinstance(planned_epochs, int) else None,
+            "training_mode": "advanced" if advanced else "standard",
             "metric": (session.design or {}).get("metric") or "",  # its chart comes first
             "mltask_url": mltask_url,
             "socket_path": f"/ws/sessions/{session.pk}/",

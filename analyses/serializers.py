@@ -54,6 +54,8 @@ def mltask_json(mltask: MLTask) -> dict[str, Any]:
         "version": mltask.version,
         "updated_by": mltask.updated_by.username if mltask.updated_by else None,
         "updated_at": iso(mltask.updated_at),
+        # The last dry run; it speaks of the current design only when its version is "version".
+        "validation": mltask.validation,
         "design": design,
         **design,
     }
@@ -90,6 +92,8 @@ def session_detail(session: Session) -> dict[str, Any]:
         "interrupt_requested": session.interrupt_requested_at is not None,
         "abort_requested": session.abort_requested_at is not None,
         "artifacts": sorted(session.artifacts),
+        # How the runner was contained; `missing` lists what was not (the page warns): {} until it starts.
+        "isolation": session.isolation or {},
         "logs": [
             {"stream": log.stream, "text": log.text} for log in reversed(session.logs.order_by("-id")[:500])
         ],

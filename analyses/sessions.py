@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analyses import live
-from analyses.models import MLTask, Session
+from analyses.models import EpochMetric, MLTask, Session
 from training_worker import dispatch
 from training_worker.events import Status
 
@@ -23,7 +23,54 @@ def start_session(mltask: MLTask, user) -> Session:
             mltask=mltask,
             design=design,
             created_by=user,
-            epochs_total=int(mltask.training.get("epochs", 0)),
+            # Advanced mode: the Training tab's code decides; the runner's progress events say.
+            epochs_total=0
+            if mltask.training.get("mode") == "advanced"
+            else int(mltask.training.get("epochs", 0)),
+        )
+        transaction.on_commit(lambda: dispatch.dispatch_session(session.pk))
+    return session
+
+
+def resume_session(source: Session, user, epochs: int | None = None) -> Session:
+    """A new session continuing ``source`` (standard mode) from its last complete epoch, to
+    ``epochs`` in all (default: the source's planned epochs). Its history starts with the
+    source's complete epochs; the runner goes on from the source's last model (``output/last.keras``
+    when the kept epoch was an earlier one) with its optimizer state."""
+    design = source.design
+    if design.get("training", {}).get("mode", "standard") != "standard":
+        raise SessionStateError(
+            "Only standard-mode sessions can be continued: in advanced mode your fit_model decides the "
+            "epochs. Train again instead."
+        )
+    if source.status not in (Status.INTERRUPTED, Status.SUCCEEDED) or not (source.artifacts or {}).get(
+        "model"
+    ):
+        raise SessionStateError(
+            f"Session {source.pk} is {source.status}: only an interrupted or finished session with a saved "
+            "model can be continued."
+        )
+    done = list(source.epoch_metrics.filter(partial=False).order_by("epoch"))
+    epochs_done = done[-1].epoch if done else 0
+    total = int(epochs if epochs is not None else design["training"].get("epochs", 0))
+    if total <= epochs_done:
+        raise SessionStateError(
+            f"Session {source.pk} already trained {epochs_done} epoch(s); ask for more epochs than that "
+            "to continue it."
+        )
+    training = {**design["training"], "epochs": total}
+    resumed = design | {"training": training, "resume": {"session_id": source.pk, "epochs_done": epochs_done}}
+    with transaction.atomic():
+        session = Session.objects.create(
+            mltask=source.mltask,
+            design=resumed,
+            created_by=user,
+            epochs_total=total,
+            epochs_done=epochs_done,
+        )
+        EpochMetric.objects.bulk_create(
+            EpochMetric(session=session, epoch=row.epoch, seconds=row.seconds, values=row.values)
+            for row in done
         )
         transaction.on_commit(lambda: dispatch.dispatch_session(session.pk))
     return session

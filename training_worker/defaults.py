@@ -10,6 +10,8 @@ import copy
 import re
 from typing import Any
 
+from training_worker.metrics import default_metrics_settings
+
 _OUTPUT_LAYERS = {
     "regression": ('keras.layers.Dense(1, name="prediction")(x)', "mse"),
     "binary": ('keras.layers.Dense(1, activation="sigmoid", name="prediction")(x)', "binary_crossentropy"),
@@ -143,7 +145,8 @@ def fit_model(model, train_sequence, validation_sequence, base_callbacks):
     epochs = 10
     # base_callbacks compute the Train/Test metrics into the logs (get_variable("DKU_MODEL_METRIC")
     # names the optimization one), keep the best epoch, and make Interrupt work: keep them first.
-    model.fit(train_sequence, epochs=epochs, callbacks=base_callbacks)
+    # verbose=0: the page shows every epoch; Keras' progress bar would only fill the console.
+    model.fit(train_sequence, epochs=epochs, callbacks=base_callbacks, verbose=0)
 """
 
 
@@ -155,6 +158,9 @@ def default_training() -> dict[str, Any]:
         "keep": "best",
         "early_stopping": {"enabled": False, "patience": 5, "min_delta": 0.0},
         "code": DEFAULT_TRAINING_CODE,
+        # The Metrics settings: Cost Matrix Gain's matrix, Cumulative Lift's fraction, and whether the
+        # Training tab's score(y_valid, y_pred) is reported as "Custom Score" (training_worker.metrics).
+        "metrics": default_metrics_settings(),
     }
 
 

@@ -6,14 +6,20 @@ is undone first, by ``Preprocessing.output_to_predictions``). Undefined values (
 RMSLE on values <= -1, a model that output NaN) are ``None``, never an exception: metrics are a
 view on training and must not stop it.
 
-This module must stay importable without TensorFlow (the web process lists metric names).
+The Metrics settings of an ML task (``training["metrics"]``, see :func:`parse_metrics_settings`) set
+the cost matrix of "Cost Matrix Gain", the fraction of rows "Cumulative Lift" looks at, and whether
+the Training tab's ``score(y_valid, y_pred)`` is reported as "Custom Score".
+
+This module must stay importable without TensorFlow (the web process lists metric names and checks
+the Metrics settings with it).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,12 +48,109 @@ CUSTOM_SCORE = "Custom Score"
 DEFAULT_METRICS = {REGRESSION: "R2 Score", BINARY: "ROC AUC", MULTICLASS: "ROC AUC"}
 
 BINARY_THRESHOLD = 0.5
-# Dataiku DSS' default cost matrix: gain per true positive, true negative, false positive, false negative.
+# The defaults of the Metrics settings. Dataiku DSS' default cost matrix: gain per true positive,
+# true negative, false positive, false negative (per row, averaged over the rows).
 COST_MATRIX = {"tp": 1.0, "tn": 0.0, "fp": -0.3, "fn": 0.0}
+COST_MATRIX_CELLS = ("tp", "tn", "fp", "fn")
+_CELL_NAMES = {"tp": "true positive", "tn": "true negative", "fp": "false positive", "fn": "false negative"}
+# Cumulative Lift: the positive rate among this fraction of rows (highest probabilities first).
 LIFT_TOP_FRACTION = 0.4
+MAX_COST = 1e12  # a gain beyond any real use; keeps the value a finite float when averaged
 
 # (y_true, model output) -> a score; the output is what metrics receive (probabilities, or values).
 CustomScore = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The Metrics settings of an ML task, as the runner applies them."""
+
+    cost_matrix: Mapping[str, float] = field(default_factory=lambda: dict(COST_MATRIX))
+    lift_fraction: float = LIFT_TOP_FRACTION
+    custom_score: bool = False  # report the Training tab's score(y_valid, y_pred) as "Custom Score"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "cost_matrix": dict(self.cost_matrix),
+            "lift_fraction": self.lift_fraction,
+            "custom_score": self.custom_score,
+        }
+
+
+def default_metrics_settings() -> dict[str, Any]:
+    """``training["metrics"]`` of a new ML task."""
+    return MetricsSettings().as_json()
+
+
+def parse_metrics_settings(value: Any, current: Mapping[str, Any] | None = None) -> MetricsSettings:
+    """``training["metrics"]`` checked: ``{"cost_matrix": {"tp", "tn", "fp", "fn"}, "lift_fraction",
+    "custom_score"}``. What ``value`` leaves out comes from ``current`` (the saved settings), then
+    from the defaults; a partial ``cost_matrix`` changes only the cells it names.
+
+    Raises ValueError with a message that names the setting (``training.metrics.…``) and what is
+    accepted; the web turns it into a 400, the runner into a failed session.
+    """
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            'training.metrics must be an object such as {"cost_matrix": {"tp": 1, "tn": 0, "fp": -0.3, '
+            '"fn": 0}, "lift_fraction": 0.4, "custom_score": false}.'
+        )
+    current = current if isinstance(current, Mapping) else {}
+    known = ("cost_matrix", "lift_fraction", "custom_score")
+    unknown = [key for key in value if key not in known]
+    if unknown:
+        raise ValueError(
+            f"training.metrics has no setting {unknown[0]!r}; the settings are {', '.join(known)}."
+        )
+    matrix = value.get("cost_matrix", {})
+    if not isinstance(matrix, Mapping):
+        raise ValueError(
+            'training.metrics.cost_matrix must be an object such as {"tp": 1, "tn": 0, "fp": -0.3, "fn": 0}: '
+            "the gain of each true positive, true negative, false positive and false negative."
+        )
+    unknown = [key for key in matrix if key not in COST_MATRIX_CELLS]
+    if unknown:
+        raise ValueError(
+            f"training.metrics.cost_matrix has no cell {unknown[0]!r}; the cells are tp, tn, fp, fn "
+            "(true positive, true negative, false positive, false negative)."
+        )
+    saved = current.get("cost_matrix")
+    saved = {k: v for k, v in saved.items() if k in COST_MATRIX_CELLS} if isinstance(saved, Mapping) else {}
+    cells = {**COST_MATRIX, **saved, **matrix}
+    for cell in COST_MATRIX_CELLS:
+        gain = cells[cell]
+        # The range check also refuses NaN and infinities (JSON from elsewhere may hold them).
+        if isinstance(gain, bool) or not isinstance(gain, int | float) or not -MAX_COST <= gain <= MAX_COST:
+            raise ValueError(
+                f"training.metrics.cost_matrix.{cell} must be a number from -1e12 to 1e12 (the gain of "
+                f"each {_CELL_NAMES[cell]}, negative for a cost); got {gain!r}."
+            )
+
+    fraction = value.get("lift_fraction", current.get("lift_fraction", LIFT_TOP_FRACTION))
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        raise ValueError(
+            "training.metrics.lift_fraction must be a number above 0 and at most 1 (the fraction of "
+            f"rows, highest probabilities first, that Cumulative Lift looks at, e.g. 0.4); got {fraction!r}."
+        )
+    custom = value.get("custom_score", current.get("custom_score", False))
+    if not isinstance(custom, bool):
+        raise ValueError(
+            "training.metrics.custom_score must be true (report the Training tab's score(y_valid, y_pred) "
+            f'as "Custom Score") or false; got {custom!r}.'
+        )
+    return MetricsSettings(
+        cost_matrix={cell: float(cells[cell]) for cell in COST_MATRIX_CELLS},
+        lift_fraction=float(fraction),
+        custom_score=custom,
+    )
+
+
+def custom_score_enabled(training: Any) -> bool:
+    """Whether ``training["metrics"]["custom_score"]`` is on; False for anything malformed."""
+    metrics = training.get("metrics") if isinstance(training, Mapping) else None
+    return isinstance(metrics, Mapping) and metrics.get("custom_score") is True
 
 
 def metric_names(prediction_type: str, with_custom_score: bool = False) -> list[str]:
@@ -84,6 +187,19 @@ def class_probabilities(prediction_type: str, output: np.ndarray) -> np.ndarray:
     return np.asarray(output, dtype=np.float64).reshape(len(output), -1)
 
 
+def score_arguments(
+    prediction_type: str, y_true: np.ndarray, output: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the Training tab's ``score(y_valid, y_pred)`` receives, whatever the output layer:
+    classification: class indices (n,) and probabilities (n, n_classes), column k for classes[k]
+    (a sigmoid's P(classes[1]) becomes two columns); regression: values (n,) and predictions (n,)
+    in the target's units."""
+    y_true = np.asarray(y_true).reshape(len(y_true))
+    if prediction_type == REGRESSION:
+        return y_true.astype(np.float64), np.asarray(output, dtype=np.float64).reshape(len(y_true))
+    return y_true.astype(np.int64), class_probabilities(prediction_type, output)
+
+
 def predicted_classes(prediction_type: str, output: np.ndarray) -> np.ndarray:
     """Class indices: binary thresholded at 0.5 on P(classes[1]), multiclass by arg-max."""
     if prediction_type == BINARY:
@@ -97,8 +213,16 @@ def compute_metrics(
     output: np.ndarray,
     n_classes: int,
     custom_score: CustomScore | None = None,
+    cost_matrix: Mapping[str, float] | None = None,
+    lift_fraction: float | None = None,
 ) -> dict[str, float | None]:
-    """All metrics for one set of rows; ``custom_score`` adds "Custom Score" when given."""
+    """All metrics for one set of rows.
+
+    ``custom_score(y_true, output)`` adds "Custom Score" when given: ``y_true`` as here, flattened
+    to (n,), ``output`` as given. An exception it raises propagates (the caller decides what a
+    broken custom score means). ``cost_matrix`` (gains by "tp", "tn", "fp", "fn") and
+    ``lift_fraction`` set Cost Matrix Gain and Cumulative Lift (binary); None: the defaults.
+    """
     y_true = np.asarray(y_true).reshape(len(y_true))
     output = np.asarray(output)
     names = metric_names(prediction_type, with_custom_score=custom_score is not None)
@@ -109,7 +233,12 @@ def compute_metrics(
     if prediction_type == REGRESSION:
         computers = _regression_metrics(y_true.astype(np.float64), output)
     elif prediction_type == BINARY:
-        computers = _binary_metrics(y_true.astype(np.int64), output)
+        computers = _binary_metrics(
+            y_true.astype(np.int64),
+            output,
+            COST_MATRIX if cost_matrix is None else cost_matrix,
+            LIFT_TOP_FRACTION if lift_fraction is None else lift_fraction,
+        )
     else:
         computers = _multiclass_metrics(y_true.astype(np.int64), output, n_classes)
     if custom_score is not None:
@@ -149,7 +278,9 @@ def _regression_metrics(y_true: np.ndarray, output: np.ndarray) -> dict[str, Cal
     }
 
 
-def _binary_metrics(y_true: np.ndarray, output: np.ndarray) -> dict[str, Callable[[], Any]]:
+def _binary_metrics(
+    y_true: np.ndarray, output: np.ndarray, cost_matrix: Mapping[str, float], lift_fraction: float
+) -> dict[str, Callable[[], Any]]:
     probability = positive_probability(output)
     y_pred = (probability >= BINARY_THRESHOLD).astype(np.int64)
     both_classes = len(np.unique(y_true)) == 2
@@ -158,9 +289,9 @@ def _binary_metrics(y_true: np.ndarray, output: np.ndarray) -> dict[str, Callabl
         "Precision": lambda: skm.precision_score(y_true, y_pred, labels=[0, 1], zero_division=0),
         "Recall": lambda: skm.recall_score(y_true, y_pred, labels=[0, 1], zero_division=0),
         "F1 Score": lambda: skm.f1_score(y_true, y_pred, labels=[0, 1], zero_division=0),
-        "Cost Matrix Gain": lambda: cost_matrix_gain(y_true, y_pred),
+        "Cost Matrix Gain": lambda: cost_matrix_gain(y_true, y_pred, cost_matrix),
         "Log Loss": lambda: skm.log_loss(y_true, np.clip(probability, 1e-7, 1 - 1e-7), labels=[0, 1]),
-        "Cumulative Lift": lambda: cumulative_lift(y_true, probability),
+        "Cumulative Lift": lambda: cumulative_lift(y_true, probability, lift_fraction),
         "ROC AUC": lambda: skm.roc_auc_score(y_true, probability) if both_classes else None,
     }
 
@@ -185,14 +316,18 @@ def _multiclass_metrics(
     }
 
 
-def cost_matrix_gain(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Average gain per row under COST_MATRIX (classes as 0/1 indices, 1 positive)."""
-    tp = np.sum((y_true == 1) & (y_pred == 1))
-    tn = np.sum((y_true == 0) & (y_pred == 0))
-    fp = np.sum((y_true == 0) & (y_pred == 1))
-    fn = np.sum((y_true == 1) & (y_pred == 0))
-    gain = COST_MATRIX["tp"] * tp + COST_MATRIX["tn"] * tn + COST_MATRIX["fp"] * fp + COST_MATRIX["fn"] * fn
-    return float(gain / len(y_true))
+def cost_matrix_gain(
+    y_true: np.ndarray, y_pred: np.ndarray, cost_matrix: Mapping[str, float] = COST_MATRIX
+) -> float:
+    """Average gain per row under ``cost_matrix`` (classes as 0/1 indices, 1 positive)."""
+    counts = {
+        "tp": np.sum((y_true == 1) & (y_pred == 1)),
+        "tn": np.sum((y_true == 0) & (y_pred == 0)),
+        "fp": np.sum((y_true == 0) & (y_pred == 1)),
+        "fn": np.sum((y_true == 1) & (y_pred == 0)),
+    }
+    gain = sum(float(cost_matrix[cell]) * float(count) for cell, count in counts.items())
+    return gain / len(y_true)
 
 
 def cumulative_lift(

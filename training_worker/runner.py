@@ -46,6 +46,8 @@ import pandas as pd
 from training_worker.arrays import DEFAULT_MEMMAP_BYTES, ArrayStore, is_memory_mapped
 from training_worker.dataset_files import release_freed_memory
 from training_worker.defaults import output_name
+from training_worker.devices import Devices
+from training_worker.devices import configure as configure_devices
 from training_worker.events import EVENT_FD, EVENT_FD_VARIABLE, Status, clean_values, encode_event
 from training_worker.metrics import (
     DEFAULT_METRICS,
@@ -82,8 +84,13 @@ ARTIFACTS = {
     "model": f"{OUTPUT_DIR}/model.keras",
     "preprocessing": f"{OUTPUT_DIR}/preprocessing.joblib",
     "predictions": f"{OUTPUT_DIR}/predictions.csv",
+    # A folder of TensorBoard event files (runs train/ and test/), written epoch by epoch during fit.
+    "tensorboard": f"{OUTPUT_DIR}/tensorboard",
 }
+SAVED_ARTIFACTS = ("model", "preprocessing", "predictions")  # written by _save, through .partial
 PREPROCESSING_DESCRIPTION = f"{OUTPUT_DIR}/preprocessing.json"
+# The last epoch's model when the kept one is an earlier epoch: where a continued session starts.
+LAST_MODEL = f"{OUTPUT_DIR}/last.keras"
 # Preprocessed arrays too big for RAM, memory-mapped (training_worker.arrays); removed after the run.
 ARRAYS_DIR = ".arrays"
 MAX_SUMMARY_CHARS = 200_000  # keeps the model event well under events.MAX_EVENT_BYTES
@@ -159,6 +166,12 @@ class Runner:
         ]
         self.multi_output = len(self.targets) > 1
         self.seed = int(job.get("seed", 1337))
+        # A dry run (the Validate button): preprocessing on a sample, build, compile, sequences; no fit.
+        self.validate_only = bool(job.get("validate"))
+        # Continuing an earlier session (standard mode): {model, best_model, epochs_done, kept}.
+        self.resume: dict[str, Any] | None = job.get("resume")
+        self.resumed: tuple[int, float | None, list] | None = None  # its kept epoch, value, weights
+        self.keep_best: Any = None
         self.partial_dir = workdir / OUTPUT_DIR / ".partial"
 
     def run(self) -> dict[str, Any]:
@@ -183,8 +196,12 @@ class Runner:
             "status": (Status.INTERRUPTED if interrupted else Status.SUCCEEDED).value,
             "final_metrics": clean_values(self.final_metrics),
             "error": None,
-            "artifacts": dict(ARTIFACTS),
+            "artifacts": {} if self.validate_only else self._artifacts(),
         }
+
+    def _artifacts(self) -> dict[str, str]:
+        last = {"last_model": LAST_MODEL} if (self.workdir / LAST_MODEL).is_file() else {}
+        return dict(ARTIFACTS) | last
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -218,67 +235,29 @@ class Runner:
         with self.phase("compile_model"):
             model = self._compile_model(keras, namespace, model)
 
-        from training_worker.sequences import ArraySequence, fit_arguments, predict  # imports Keras
+        from training_worker.sequences import fit_arguments, predict  # imports Keras
 
         callbacks, fit_targets = self._callbacks(preprocessing, train, test, settings)
-        if training_code is None:
-            with self.phase("fit"):
-                if not self.interrupt.is_set():  # interrupted before training: keep the model as built
-                    model.fit(
-                        **fit_arguments(train.model_inputs, fit_targets, settings.batch_size, self.seed),
-                        epochs=settings.epochs,
-                        callbacks=callbacks,
-                        verbose=0,
-                    )
-        else:
-            test_targets = self._fit_targets(preprocessing, test)
-
-            def sequences(inputs: Any, y: Any, shuffle: bool) -> Callable[[int], Any]:
-                def build(batch_size: int) -> Any:
-                    return ArraySequence(
-                        inputs,
-                        y,
-                        int(batch_size),
-                        shuffle=shuffle,
-                        seed=self.seed,
-                        names=preprocessing.input_names,
-                    )
-
-                return build
-
+        if training_code is not None:
             with self.phase("build_sequence"):
-                training_namespace = execute_tab(
-                    training_code, "training", "build_sequence", self._bindings(keras)
+                fit_model, train_sequence, validation_sequence = self._sequences(
+                    training_code, keras, preprocessing, (train, fit_targets), test
                 )
-                build_sequence = user_function(
-                    training_namespace,
-                    "build_sequence",
-                    "(build_train_sequence_with_batch_size, build_validation_sequence_with_batch_size)",
-                    "training",
-                    "build_sequence",
+        if self.validate_only:  # a dry run: the code was built, compiled and called up to training
+            return False
+        with self.phase("fit"):
+            if self.interrupt.is_set():  # interrupted before training: keep the model as built
+                pass
+            elif training_code is None:
+                model.fit(
+                    **fit_arguments(train.model_inputs, fit_targets, settings.batch_size, self.seed),
+                    epochs=settings.epochs,
+                    initial_epoch=int((self.resume or {}).get("epochs_done", 0)),
+                    callbacks=callbacks,
+                    verbose=0,
                 )
-                fit_model = user_function(
-                    training_namespace,
-                    "fit_model",
-                    "(model, train_sequence, validation_sequence, base_callbacks)",
-                    "training",
-                    "fit",
-                )
-                built = call_user_function(
-                    build_sequence,
-                    (
-                        sequences(train.model_inputs, fit_targets, True),
-                        sequences(test.model_inputs, test_targets, False),
-                    ),
-                    "build_sequence",
-                    expected="build_sequence(...) must return (train_sequence, validation_sequence).",
-                )
-                train_sequence, validation_sequence = _sequence_pair(built, build_sequence)
-            with self.phase("fit"):
-                if not self.interrupt.is_set():
-                    call_user_function(
-                        fit_model, (model, train_sequence, validation_sequence, callbacks), "fit"
-                    )
+            else:
+                call_user_function(fit_model, (model, train_sequence, validation_sequence, callbacks), "fit")
         interrupted = self.interrupt.is_set()
 
         with self.phase("evaluate"):
@@ -293,6 +272,57 @@ class Runner:
         with self.phase("save"):
             self._save(model, preprocessing)
         return interrupted
+
+    def _sequences(
+        self,
+        training_code: Any,
+        keras: Any,
+        preprocessing: Preprocessing,
+        train: tuple[Split, Any],
+        test: Split,
+    ) -> tuple[Callable, Any, Any]:
+        """Advanced mode: the Training tab's fit_model and the sequences its build_sequence returns."""
+        from training_worker.sequences import ArraySequence
+
+        def builder(inputs: Any, y: Any, shuffle: bool) -> Callable[[int], Any]:
+            def build(batch_size: int) -> Any:
+                return ArraySequence(
+                    inputs,
+                    y,
+                    int(batch_size),
+                    shuffle=shuffle,
+                    seed=self.seed,
+                    names=preprocessing.input_names,
+                )
+
+            return build
+
+        namespace = execute_tab(training_code, "training", "build_sequence", self._bindings(keras))
+        build_sequence = user_function(
+            namespace,
+            "build_sequence",
+            "(build_train_sequence_with_batch_size, build_validation_sequence_with_batch_size)",
+            "training",
+            "build_sequence",
+        )
+        fit_model = user_function(
+            namespace,
+            "fit_model",
+            "(model, train_sequence, validation_sequence, base_callbacks)",
+            "training",
+            "fit",
+        )
+        split, fit_targets = train
+        built = call_user_function(
+            build_sequence,
+            (
+                builder(split.model_inputs, fit_targets, True),
+                builder(test.model_inputs, self._fit_targets(preprocessing, test), False),
+            ),
+            "build_sequence",
+            expected="build_sequence(...) must return (train_sequence, validation_sequence).",
+        )
+        return (fit_model, *_sequence_pair(built, build_sequence))
 
     def _bindings(self, keras: Any) -> dict[str, Any]:
         """What every code tab finds bound: keras, np and the user API (user_api's names)."""
@@ -321,10 +351,16 @@ class Runner:
         user_api.install_legacy_methods()
 
     def _monitor(self, preprocessing: Preprocessing) -> str:
-        """The optimization metric as the epoch logs name it: "Test ROC AUC", "Test R2 Score (price)"."""
+        """The optimization metric as the epoch logs name it: "Test ROC AUC", "Test R2 Score (price)".
+
+        "Custom Score" only while the Metrics settings turn it on (of the first target when multi-output).
+        """
+        from training_worker.metrics import custom_score_enabled
+
         first = preprocessing.targets[0]
         metric = self.job.get("metric")
-        if metric not in metric_names(first.prediction_type):
+        custom = custom_score_enabled(self.job.get("training"))
+        if metric not in metric_names(first.prediction_type, with_custom_score=custom):
             metric = DEFAULT_METRICS[first.prediction_type]
         return f"Test {metric}" + (f" ({first.target})" if self.multi_output else "")
 
@@ -348,12 +384,26 @@ class Runner:
             OutputHead,
             base_callbacks,
             multi_output_callbacks,
+            training_tab_score,
         )  # imports Keras
+        from training_worker.metrics import parse_metrics_settings
+
+        training = self.job.get("training") or {}
+        try:  # the Metrics settings: cost matrix, lift fraction, custom score (checked by the web too)
+            scoring = parse_metrics_settings(training.get("metrics"))
+        except ValueError as exc:
+            raise UserCodeError(
+                phase="fit", tab="training", message=f"{exc} Fix it in the Metrics settings."
+            ) from None
+        custom_score = None
+        if scoring.custom_score:  # the Training tab's score(y_valid, y_pred), found before any epoch
+            custom_score = training_tab_score(training.get("code") or "", self._bindings(keras))
 
         monitor = self._monitor(preprocessing)
-        after_metrics: list[Any] = [
-            KeepBestCallback(self.emit, monitor, greater_is_better(monitor), settings.keep)
-        ]
+        self.keep_best = KeepBestCallback(self.emit, monitor, greater_is_better(monitor), settings.keep)
+        if self.resumed is not None:
+            self.keep_best.resume_from(*self.resumed)
+        after_metrics: list[Any] = [self.keep_best]
         if settings.early_stopping:
             after_metrics.append(
                 keras.callbacks.EarlyStopping(
@@ -372,6 +422,10 @@ class Runner:
             "train_metrics_sample": int(self.job.get("train_metrics_sample", 10_000)),
             "seed": self.seed,
             "after_metrics": after_metrics,
+            "custom_score": custom_score,
+            "cost_matrix": scoring.cost_matrix,
+            "lift_fraction": scoring.lift_fraction,
+            "tensorboard_dir": self.workdir / ARTIFACTS["tensorboard"],
         }
         if not self.multi_output:
             callbacks = base_callbacks(
@@ -579,19 +633,23 @@ class Runner:
     def _build_model(self, preprocessing: Preprocessing) -> tuple[Any, dict[str, Any], Any]:
         # Compiled before Keras is imported: a syntax error is reported in a second, not ten.
         code = compile_tab(self.job["architecture_code"], "architecture", "build_model")
-        keras = _import_keras(self.seed)
+        keras, self.devices = _import_keras(self.seed, (self.job.get("training") or {}).get("runtime"))
         self._configure_user_api(preprocessing)
         namespace = execute_tab(code, "architecture", "build_model", self._bindings(keras))
         build_model = user_function(
             namespace, "build_model", "(input_shapes, n_classes)", "architecture", "build_model"
         )
         n_classes = self._n_classes(preprocessing)
-        model = call_user_function(
-            build_model,
-            (dict(preprocessing.input_shapes), n_classes),
-            "build_model",
-            expected="build_model(input_shapes, n_classes) must return a keras.Model.",
-        )
+        with self.devices.scope():  # several devices: the variables are mirrored on each
+            if self.resume is not None:
+                model = self._resumed_model(keras)
+            else:
+                model = call_user_function(
+                    build_model,
+                    (dict(preprocessing.input_shapes), n_classes),
+                    "build_model",
+                    expected="build_model(input_shapes, n_classes) must return a keras.Model.",
+                )
         _require_model(keras, model, build_model, "return keras.Model(inputs, outputs) at its end")
         if self.multi_output:
             check_output_layers(
@@ -602,14 +660,28 @@ class Runner:
             check_output_layer(model, self.prediction_type, preprocessing.n_classes)
         return keras, namespace, model
 
+    def _resumed_model(self, keras: Any) -> Any:
+        """The earlier session's model as its last epoch left it (optimizer state included)."""
+        resume = self.resume or {}
+        model = keras.saving.load_model(self.workdir / resume["model"])
+        kept = resume.get("kept") or {}
+        if kept.get("epoch") and resume.get("best_model"):
+            best = keras.saving.load_model(self.workdir / resume["best_model"], compile=False)
+            self.resumed = (int(kept["epoch"]), kept.get("value"), best.get_weights())
+        print(f"Continuing session {resume.get('session_id')} after its epoch {resume['epochs_done']}.")
+        return model
+
     def _compile_model(self, keras: Any, namespace: dict[str, Any], model: Any) -> Any:
+        if self.resume is not None and getattr(model, "compiled", False):
+            return model  # compiled as it was saved: the optimizer goes on where it stopped
         compile_model = user_function(namespace, "compile_model", "(model)", "architecture", "compile_model")
-        compiled = call_user_function(
-            compile_model,
-            (model,),
-            "compile_model",
-            expected="compile_model(model) must compile the model and return it.",
-        )
+        with self.devices.scope():  # the optimizer's variables too
+            compiled = call_user_function(
+                compile_model,
+                (model,),
+                "compile_model",
+                expected="compile_model(model) must compile the model and return it.",
+            )
         if compiled is not None:  # None: compiled in place
             _require_model(keras, compiled, compile_model, "return the model (or None)")
             model = compiled
@@ -645,11 +717,18 @@ class Runner:
         import joblib
 
         model.save(self.partial_dir / "model.keras")
+        last_weights = getattr(self.keep_best, "last_weights", None)
+        if last_weights is not None:  # the kept epoch is not the last: keep the last for continuing
+            kept = model.get_weights()
+            model.set_weights(last_weights)
+            model.save(self.partial_dir / "last.keras")
+            model.set_weights(kept)
+            os.replace(self.partial_dir / "last.keras", self.workdir / LAST_MODEL)
         joblib.dump(preprocessing, self.partial_dir / "preprocessing.joblib")
         description = json.dumps(preprocessing.describe(), indent=1, default=str)
         (self.partial_dir / "preprocessing.json").write_text(description)
         # Files appear in output/ only once all were written: nothing half-saved is ever visible.
-        for path in (*ARTIFACTS.values(), PREPROCESSING_DESCRIPTION):
+        for path in (*(ARTIFACTS[name] for name in SAVED_ARTIFACTS), PREPROCESSING_DESCRIPTION):
             os.replace(self.partial_dir / Path(path).name, self.workdir / path)
 
 
@@ -672,12 +751,15 @@ PHASE_FAILURES = {
 }
 
 
-def _import_keras(seed: int) -> Any:
+def _import_keras(seed: int, runtime: dict[str, Any] | None = None) -> tuple[Any, Devices]:
+    """Keras, its devices configured (before TensorFlow runs anything) and the seed set."""
     with native_stderr_silenced():
         import keras
 
+        devices = configure_devices(runtime)
         keras.utils.set_random_seed(seed)  # before anything random in the user's code
-    return keras
+    print(devices.describe())  # the session's console says where it trains
+    return keras, devices
 
 
 @contextlib.contextmanager

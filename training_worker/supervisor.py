@@ -7,7 +7,6 @@ way. Every event is stored first, then published; the database row is the truth.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import selectors
@@ -24,16 +23,17 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from analyses import live
-from analyses.models import Dataset, EpochMetric, Session, SessionLog
-from training_worker.dataset_files import dataset_format
-from training_worker.events import BadEvent, Status, parse_event
-from training_worker.sandbox import kill_group, spawn_runner
+from analyses.models import EpochMetric, Session, SessionLog
+from training_worker.events import MAX_EVENT_BYTES, BadEvent, Status, parse_event
+from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
+from training_worker.workdirs import write_workdir
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 ACTIVE = (Status.STARTING, Status.RUNNING)
 MAX_LOG_LINES = 5_000  # per session; beyond it one notice, then user output is dropped
+MAX_LINE_BYTES = 16_384  # an output line longer than this is relayed in pieces (stored: 4,000 chars)
 
 
 def claim(session_id: int, worker_name: str) -> Session | None:
@@ -60,82 +60,8 @@ def prepare_workdir(session: Session) -> Path:
     workdir = session_dir(session.pk)
     if workdir.exists():
         shutil.rmtree(workdir)
-    (workdir / "output").mkdir(parents=True)
-    dataset = session.mltask.analysis.dataset
-    linked, data_format = _link_dataset(Path(dataset.file.path), workdir, "dataset")
-    design = session.design
-    test_dataset = None
-    if design["split"].get("mode", "random") == "explicit":
-        test_id = design["split"].get("test_dataset")
-        test = Dataset.objects.filter(pk=test_id, project_id=dataset.project_id).first()
-        if test is None:
-            raise ValueError(
-                f"the explicit test dataset {test_id} is no longer in the project; "
-                "choose another in the split settings"
-            )
-        test_linked, test_format = _link_dataset(Path(test.file.path), workdir, "test_dataset")
-        test_dataset = {
-            "path": test_linked.name,
-            "format": test_format,
-            "id": test.pk,
-            "name": test.name,
-            **_link_images(test, workdir, "test_images"),  # its own folder: names resolve there
-        }
-    job = {
-        "session_id": session.pk,
-        "dataset": {"path": linked.name, "format": data_format, **_link_images(dataset, workdir)},
-        "target": design["target"],
-        "prediction_type": design["prediction_type"],
-        "classes": design.get("classes"),
-        # Every target, the first being the one above; 2+ for a multi-output model.
-        "targets": design.get("targets") or [_first_target(design)],
-        "features": design["features"],
-        "split": design["split"],
-        "test_dataset": test_dataset,
-        "architecture_code": design["architecture_code"],
-        "preprocessing_code": design.get("preprocessing_code", ""),
-        "training": design["training"],
-        "metric": design.get("metric"),
-        "seed": int(design["split"].get("seed", 1337)),
-        "train_metrics_sample": 10_000,
-        "project_variables": design.get("project_variables", {}),
-    }
-    (workdir / "job.json").write_text(json.dumps(job, indent=1))
+    write_workdir(workdir, session.mltask, session.design, session.created_by, session_id=session.pk)
     return workdir
-
-
-def _first_target(design: dict) -> dict:
-    """A design saved before multi-output: its one target."""
-    return {
-        "name": design["target"],
-        "prediction_type": design["prediction_type"],
-        "classes": design.get("classes"),
-    }
-
-
-def _link_images(dataset: Dataset, workdir: Path, name: str = "images") -> dict[str, str]:
-    """An image dataset's folder, as a symlink ``name`` in the work dir: ``{"images": name}``; {} if none.
-
-    A link, not a copy: the runner only reads the images (a preprocess_image writing there would
-    change the dataset; the sandbox does not prevent it).
-    """
-    folder = dataset.images_path
-    if folder is None:
-        return {}
-    if not folder.is_dir():
-        raise ValueError(f"the images of dataset {dataset.name!r} are missing from storage ({folder})")
-    (workdir / name).symlink_to(folder.resolve(), target_is_directory=True)
-    return {"images": name}
-
-
-def _link_dataset(source: Path, workdir: Path, stem: str) -> tuple[Path, str]:
-    data_format = dataset_format(source)  # datasets stored before the Parquet conversion are CSV
-    linked = workdir / f"{stem}.{data_format}"
-    try:
-        os.link(source, linked)  # same file system: no copy of a big file
-    except OSError:
-        shutil.copyfile(source, linked)
-    return linked, data_format
 
 
 def supervise(session_id: int, worker_name: str) -> None:
@@ -144,7 +70,7 @@ def supervise(session_id: int, worker_name: str) -> None:
         return
     try:
         workdir = prepare_workdir(session)
-        process, events_fd = spawn_runner(workdir)
+        runner = spawn_runner(workdir, config_from_settings())
     except Exception as exc:
         log.exception("could not start the runner of session %s", session_id)
         finish(
@@ -158,16 +84,20 @@ def supervise(session_id: int, worker_name: str) -> None:
             },
         )
         return
-    Supervision(session, process, events_fd, workdir).run()
+    # What contains this run (and what does not, on a degraded host): shown on the session page.
+    Session.objects.filter(pk=session_id).update(isolation=runner.isolation)
+    Supervision(session, runner, workdir).run()
 
 
 class Supervision:
     """The loop that relays one runner's events and the user's interrupt/abort requests."""
 
-    def __init__(self, session: Session, process: subprocess.Popen, events_fd: int, workdir: Path):
+    def __init__(self, session: Session, runner: RunnerProcess, workdir: Path):
         self.session_id = session.pk
-        self.process = process
-        self.events = os.fdopen(events_fd, "rb", buffering=0)
+        self.runner = runner
+        self.process = runner.process
+        self.events = os.fdopen(runner.events_fd, "rb", buffering=0)
+        self.timed_out = False  # killed at the wall-clock limit
         self.workdir = workdir
         self.done: dict[str, Any] | None = None
         self.interrupt_sent_at: float | None = None
@@ -194,8 +124,15 @@ class Supervision:
                     for line in lines:
                         if line.strip():
                             self._handle_line(line)
+                    if len(buffer) > MAX_EVENT_BYTES:  # can never be an event: the worker keeps no more
+                        log.warning("session %s: dropped an oversized runner event", self.session_id)
+                        buffer = b"\xff"  # what follows up to the next newline is refused as not JSON
                 self._check_requests()
                 if self.aborted:
+                    break
+                if self.runner.over_time():
+                    self.timed_out = True
+                    self.runner.kill()
                     break
         finally:
             selector.close()
@@ -221,7 +158,15 @@ class Supervision:
             )
         elif kind == "progress":
             progress = {k: event[k] for k in ("epoch", "batch", "of")}
-            Session.objects.filter(pk=self.session_id).update(progress=progress, heartbeat_at=timezone.now())
+            fields: dict = {"progress": progress, "heartbeat_at": timezone.now()}
+            if isinstance(event.get("epochs"), int) and event["epochs"] > 0:  # advanced mode decides them
+                fields["epochs_total"] = event["epochs"]
+            Session.objects.filter(pk=self.session_id).update(**fields)
+        elif kind == "kept":
+            kept = {k: event.get(k) for k in ("epoch", "metric", "value", "keep")}
+            session = Session.objects.get(pk=self.session_id)
+            session.model_info = {**(session.model_info or {}), "kept": kept}
+            session.save(update_fields=["model_info"])
         elif kind == "epoch":
             self._on_epoch(event)
         elif kind == "done":
@@ -255,16 +200,23 @@ class Supervision:
     def _relay_output(self) -> None:
         """User prints, warnings and tracebacks: stored, then streamed to the console panel."""
         close_old_connections()
-        count = 0
+        count = size = 0
+        cap = self.runner.limits.output_bytes
         try:
-            assert self.process.stdout is not None
-            for raw in self.process.stdout:
+            stdout = self.process.stdout
+            assert stdout is not None
+            for raw in iter(lambda: stdout.readline(MAX_LINE_BYTES), b""):  # never a whole huge line
                 text = raw.decode("utf-8", "replace").rstrip("\n")[:4000]
                 self.last_log_lines.append(text)
                 count += 1
-                if count > MAX_LOG_LINES:
-                    if count == MAX_LOG_LINES + 1:
-                        text = f"[output truncated: more than {MAX_LOG_LINES} lines]"
+                size += len(raw)
+                if count > MAX_LOG_LINES or size > cap:  # read on (the runner must not block), keep none
+                    if count == MAX_LOG_LINES + 1 or (size > cap and size - len(raw) <= cap):
+                        text = (
+                            f"[output truncated: more than {MAX_LOG_LINES} lines]"
+                            if count > MAX_LOG_LINES
+                            else f"[output truncated: more than {_megabytes(cap)} of output]"
+                        )
                     else:
                         continue
                 SessionLog.objects.create(session_id=self.session_id, stream="stdout", text=text)
@@ -289,7 +241,7 @@ class Supervision:
         now = time.monotonic()
         if row is None or row["abort_requested_at"] is not None:
             self.aborted = True
-            kill_group(self.process)
+            self.runner.kill()
             return
         if row["interrupt_requested_at"] is not None:
             if self.interrupt_sent_at is None:
@@ -305,7 +257,7 @@ class Supervision:
                     settings.INTERRUPT_GRACE_SECONDS,
                 )
                 self.aborted = True
-                kill_group(self.process)
+                self.runner.kill()
                 return
         if now - self.last_heartbeat >= settings.SESSION_HEARTBEAT_SECONDS:
             self.last_heartbeat = now
@@ -325,9 +277,10 @@ class Supervision:
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            kill_group(self.process)
+            self.runner.kill()
             self.process.wait()
-        kill_group(self.process)  # anything the user's code started in the group goes too
+        # Anything the user's code started goes too; its cgroup is removed, its files become ours.
+        self.runner.cleanup()
         if self.process.stdin:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
@@ -346,27 +299,18 @@ class Supervision:
             )
             finish(self.session_id, Status.ABORTED, error={"phase": "aborted", "message": message})
             return
+        tail = "\n".join(list(self.last_log_lines)[-10:])
+        if self.timed_out and (self.done is None or self.done.get("status") == Status.FAILED):
+            seconds = self.runner.limits.wall_clock_seconds
+            message = (
+                f"Stopped after the time limit of {_duration(seconds)}: a session may run at most "
+                "that long here. Train on fewer epochs or rows, or ask an administrator."
+            )
+            error = {"phase": "runner", "tab": None, "line": None, "message": message, "traceback": tail}
+            finish(self.session_id, Status.FAILED, error=error)
+            return
         if self.done is None:
-            code = self.process.returncode
-            how = (
-                f"was killed by signal {-code}"
-                if code is not None and code < 0
-                else f"exited with code {code}"
-            )
-            tail = "\n".join(list(self.last_log_lines)[-10:])
-            finish(
-                self.session_id,
-                Status.FAILED,
-                error={
-                    "phase": "runner",
-                    "tab": None,
-                    "line": None,
-                    "message": f"The training process {how} before finishing"
-                    + (" (out of memory?)" if code == -9 else "")
-                    + ".",
-                    "traceback": tail,
-                },
-            )
+            finish(self.session_id, Status.FAILED, error=self._death(tail))
             return
         artifacts = {
             name: str((self.workdir / rel).relative_to(settings.DATA_DIR))
@@ -380,6 +324,40 @@ class Supervision:
             error=self.done.get("error"),
             artifacts=artifacts,
         )
+
+    def _death(self, tail: str) -> dict[str, Any]:
+        """Why the runner ended without a done event: a limit it hit, a signal, an exit status."""
+        code = self.process.returncode
+        signal_number = self.runner.exit_signal()
+        if self.runner.oom_killed():
+            limit = _megabytes(self.runner.limits.memory_bytes)
+            how = (
+                f"was killed: it used more than its memory limit of {limit}"
+                " (use a smaller model, batch size or sample of rows)"
+            )
+        elif signal_number is not None:
+            how = f"was killed by signal {signal_number}" + (
+                " (out of memory?)" if signal_number == 9 and not self.runner.cgroups.memory else ""
+            )
+        else:
+            how = f"exited with code {code}"
+        if self.runner.process_limit_hit():
+            how += f"; it reached its limit of {self.runner.limits.processes} processes and threads"
+        message = f"The training process {how} before finishing."
+        return {"phase": "runner", "tab": None, "line": None, "message": message, "traceback": tail}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
+def _megabytes(size: int) -> str:
+    if size >= 1024**3 and size % 1024**3 == 0:
+        return f"{size // 1024**3} GiB"
+    return f"{size / 1024**2:g} MiB"
 
 
 def _inside(root: Path, path: Path) -> bool:

@@ -22,9 +22,9 @@ FOLDER = "trained_models"
 MAX_MODELS = 200
 
 
-def link_trained_models(session: Session, workdir: Path) -> list[dict[str, Any]]:
-    """Entries ``{session_id, analysis_id, mltask_id, path}`` (path relative to the work dir)."""
-    user = session.created_by
+def link_trained_models(user: Any, workdir: Path, exclude_session: int | None = None) -> list[dict[str, Any]]:
+    """Entries ``{session_id, analysis_id, mltask_id, path}`` (path relative to the work dir) of
+    the models ``user`` may read, except ``exclude_session``'s (the session being run)."""
     if user is None:
         return []
     projects = Membership.objects.filter(user=user).values_list("project_id", flat=True)
@@ -32,7 +32,7 @@ def link_trained_models(session: Session, workdir: Path) -> list[dict[str, Any]]
         Session.objects.filter(
             mltask__analysis__project_id__in=projects, status__in=("succeeded", "interrupted")
         )
-        .exclude(pk=session.pk)
+        .exclude(pk=exclude_session)
         .select_related("mltask")
         .order_by("-pk")[:MAX_MODELS]
     )
@@ -44,7 +44,7 @@ def link_trained_models(session: Session, workdir: Path) -> list[dict[str, Any]]
             continue
         target = workdir / FOLDER / f"{earlier.pk}.keras"
         target.parent.mkdir(exist_ok=True)
-        _link_or_copy(source, target)
+        link_or_copy(source, target)
         entries.append(
             {
                 "session_id": earlier.pk,
@@ -56,7 +56,8 @@ def link_trained_models(session: Session, workdir: Path) -> list[dict[str, Any]]
     return entries
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (no space, no copy time), or a copy where links cannot be made."""
     try:
         os.link(source, target)
     except OSError:  # another file system, or links not allowed

@@ -104,9 +104,15 @@ def user_function(namespace: dict[str, Any], name: str, signature: str, tab: str
 
 
 def call_user_function(function: Callable, args: tuple[Any, ...], phase: str, expected: str = "") -> Any:
-    """Call a user function; any exception becomes a UserCodeError at the user's deepest line."""
+    """Call a user function; any exception becomes a UserCodeError at the user's deepest line.
+
+    A UserCodeError raised inside it already says what went wrong and where (e.g. the Training
+    tab's score() called by a base callback during the user's fit_model): it passes unchanged.
+    """
     try:
         return function(*args)
+    except UserCodeError:
+        raise
     except (Exception, SystemExit) as exc:
         raise describe_exception(exc, phase, f"{function.__name__}() raised", expected) from exc
 

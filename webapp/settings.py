@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from webapp.env import data_dir, env_bool, env_int, env_list, env_str, secret_key
+from webapp.env import data_dir, env_bool, env_choice, env_int, env_list, env_str, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = data_dir(BASE_DIR)
@@ -113,6 +113,20 @@ SESSION_HEARTBEAT_SECONDS = 5
 # A running session whose supervisor wrote no heartbeat for this long is marked failed ("worker lost").
 SESSION_LOST_AFTER_SECONDS = env_int("SESSION_LOST_AFTER_SECONDS", 60, minimum=3)
 INTERRUPT_GRACE_SECONDS = env_int("INTERRUPT_GRACE_SECONDS", 60, minimum=1)
+# The runner's sandbox and limits (training_worker/sandbox.py, README "Sandbox"). auto: contain it as
+# far as the host allows and say on the session page what is missing; required: refuse to train
+# uncontained; off: a plain subprocess (development only).
+RUNNER_SANDBOX = env_choice("RUNNER_SANDBOX", "auto", ("auto", "required", "off"))
+RUNNER_UID = env_int("RUNNER_UID", 65534, minimum=1)  # the runner's unprivileged uid/gid (root workers)
+RUNNER_GID = env_int("RUNNER_GID", 65534, minimum=1)
+# A cgroup path ("/dlstudio", delegated to the worker) to create runner cgroups in; default: the
+# worker's own cgroup (cgroup v2 refuses that when the worker's processes live in it).
+RUNNER_CGROUP_PARENT = env_str("RUNNER_CGROUP_PARENT")
+RUNNER_MEMORY_MB = env_int("RUNNER_MEMORY_MB", 8192, minimum=64)
+RUNNER_MAX_PROCESSES = env_int("RUNNER_MAX_PROCESSES", 1024, minimum=16)  # processes and threads
+RUNNER_MAX_FILE_MB = env_int("RUNNER_MAX_FILE_MB", 32768, minimum=1)  # largest file it may write
+RUNNER_TIME_LIMIT_MINUTES = env_int("RUNNER_TIME_LIMIT_MINUTES", 24 * 60, minimum=1)
+RUNNER_MAX_OUTPUT_MB = env_int("RUNNER_MAX_OUTPUT_MB", 20, minimum=1)  # console output kept
 
 # Uploads: Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not cap files, so uploads are capped explicitly.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 1024 * 1024 * 1024, minimum=1)

@@ -55,3 +55,25 @@ def test_bad_training_settings_are_refused_and_nothing_is_saved(clients, mltask,
     response = patch(client, mltask, training=training)
     assert response.status_code == 400 and message in response.json()["error"]
     assert client.get(f"/api/mltasks/{mltask['id']}/").json()["training"] == mltask["training"]
+
+
+def test_a_partial_early_stopping_changes_only_what_it_names(clients, mltask) -> None:
+    client = clients["editor"]
+    first = patch(client, mltask, training={"early_stopping": {"enabled": True, "patience": 9}}).json()
+    second = patch(client, first, training={"early_stopping": {"enabled": False}}).json()
+    assert second["training"]["early_stopping"] == {"enabled": False, "patience": 9, "min_delta": 0.0}
+
+
+def test_the_optimization_metric_must_be_one_of_the_prediction_types(clients, mltask) -> None:
+    client = clients["editor"]
+    assert patch(client, mltask, metric="Log Loss").json()["metric"] == "Log Loss"
+    refused = patch(client, mltask, metric="R2 Score")
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith(
+        "metric 'R2 Score' is not a multiclass metric; use one of Accuracy"
+    )
+    custom = patch(client, mltask, metric="Custom Score")
+    assert (
+        custom.status_code == 400
+        and "Custom Score once a score() function is turned on" in custom.json()["error"]
+    )

@@ -120,6 +120,18 @@ def test_interrupt_stops_early_and_keeps_an_evaluated_model(studio, client, canc
     assert (studio.data_dir / "sessions" / str(session) / "output" / "model.keras").exists()
     assert client.request("POST", f"/api/sessions/{session}/interrupt/").status_code == 409
 
+    # Continue it: a new session whose history starts with the old one's complete epochs.
+    complete = [e["epoch"] for e in done["metrics"] if not e.get("partial")]
+    too_few = client.request("POST", f"/api/sessions/{session}/resume/", json={"epochs": complete[-1]})
+    assert too_few.status_code == 400 and "ask for more epochs" in too_few.json()["error"]
+    response = client.request("POST", f"/api/sessions/{session}/resume/", json={"epochs": complete[-1] + 2})
+    assert response.status_code == 201, response.json()
+    continued = client.wait(response.json()["id"], timeout=180)
+    assert continued["status"] == "succeeded", continued["error"]
+    assert [e["epoch"] for e in continued["metrics"]] == [*complete, complete[-1] + 1, complete[-1] + 2]
+    assert continued["epochs_done"] == continued["epochs_total"] == complete[-1] + 2
+    assert continued["final_metrics"]["Test ROC AUC"] > 0.9
+
 
 def test_abort_kills_the_runner_and_keeps_no_model(studio, client, cancer_task):
     session = start_long_session(studio, client, cancer_task)
@@ -180,8 +192,11 @@ def test_runner_dies_with_its_worker_and_the_session_is_marked_lost(studio, clie
     if studio.mode != "distributed":
         pytest.skip("in embedded mode the worker is the web server itself")
     session = start_long_session(studio, client, cancer_task)
-    (runner,) = runner_pids(studio.data_dir, session)
-    worker_child = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    # The runner and, around it, the sandbox's processes (bwrap, setpriv) carry its command line:
+    # the worker's child is the one parent outside them.
+    pids = runner_pids(studio.data_dir, session)
+    parents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
+    (worker_child,) = parents - set(pids)
 
     os.kill(worker_child, signal.SIGKILL)  # the Celery child supervising the session dies
 

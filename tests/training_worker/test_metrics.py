@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -162,3 +163,90 @@ def test_multiclass_with_two_classes_and_one_class_in_the_sample() -> None:
     values = compute_metrics("multiclass", np.zeros(3, dtype=int), probabilities, n_classes=2)
     assert values["ROC AUC"] is None
     assert values["Accuracy"] == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------ the Metrics settings
+
+
+def test_a_custom_cost_matrix_gives_the_hand_computed_gain() -> None:
+    # Threshold 0.5 on BINARY_PROBABILITY: TP = 3 (0.8, 0.9, 0.55), TN = 4 (0.1, 0.2, 0.3, 0.05),
+    # FP = 2 (0.6, 0.7), FN = 1 (0.4), over 10 rows.
+    matrix = {"tp": 2.0, "tn": 0.5, "fp": -1.0, "fn": -3.0}
+    values = compute_metrics("binary", BINARY_TRUE, BINARY_PROBABILITY, 2, cost_matrix=matrix)
+    assert values["Cost Matrix Gain"] == pytest.approx((3 * 2.0 + 4 * 0.5 + 2 * -1.0 + 1 * -3.0) / 10)
+    # Only the gain changes: every other metric is the default computation's.
+    default = compute_metrics("binary", BINARY_TRUE, BINARY_PROBABILITY, 2)
+    assert {k: v for k, v in values.items() if k != "Cost Matrix Gain"} == {
+        k: v for k, v in default.items() if k != "Cost Matrix Gain"
+    }
+
+
+@pytest.mark.parametrize(
+    ("fraction", "expected"),
+    [
+        # Rows by probability: 0.9 (1), 0.8 (1), 0.7 (0), 0.6 (0), 0.55 (1), 0.4 (1), 0.3 (0), ...
+        # overall positive rate 4 / 10.
+        (0.2, (2 / 2) / 0.4),  # top 2 rows: both positive
+        (0.5, (3 / 5) / 0.4),  # top 5 rows: 0.9, 0.8, 0.55 positive
+        (0.25, (2 / 3) / 0.4),  # ceil(2.5) = 3 rows: 0.9, 0.8 positive, 0.7 not
+        (1.0, 1.0),  # every row: the overall rate itself
+    ],
+)
+def test_cumulative_lift_at_a_chosen_fraction_by_hand(fraction: float, expected: float) -> None:
+    values = compute_metrics("binary", BINARY_TRUE, BINARY_PROBABILITY, 2, lift_fraction=fraction)
+    assert values["Cumulative Lift"] == pytest.approx(expected)
+
+
+def test_metrics_settings_default_and_merge_with_the_saved_ones() -> None:
+    from training_worker.metrics import default_metrics_settings, parse_metrics_settings
+
+    assert default_metrics_settings() == {
+        "cost_matrix": {"tp": 1.0, "tn": 0.0, "fp": -0.3, "fn": 0.0},
+        "lift_fraction": 0.4,
+        "custom_score": False,
+    }
+    assert parse_metrics_settings(None).as_json() == default_metrics_settings()
+    saved = {"cost_matrix": {"tp": 5, "tn": 0, "fp": -1, "fn": 0}, "lift_fraction": 0.1, "custom_score": True}
+    edited = parse_metrics_settings({"cost_matrix": {"fn": -2}, "lift_fraction": 1}, saved)
+    assert edited.as_json() == {
+        "cost_matrix": {"tp": 5.0, "tn": 0.0, "fp": -1.0, "fn": -2.0},
+        "lift_fraction": 1.0,
+        "custom_score": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([1, 2], "training.metrics must be an object"),
+        ({"threshold": 0.5}, "training.metrics has no setting 'threshold'"),
+        ({"cost_matrix": 3}, "training.metrics.cost_matrix must be an object"),
+        ({"cost_matrix": {"tp": 1, "gain": 2}}, "training.metrics.cost_matrix has no cell 'gain'"),
+        ({"cost_matrix": {"fp": "-0.3"}}, "training.metrics.cost_matrix.fp must be a number"),
+        ({"cost_matrix": {"tn": True}}, "training.metrics.cost_matrix.tn must be a number"),
+        ({"cost_matrix": {"tp": float("nan")}}, "training.metrics.cost_matrix.tp must be a number"),
+        ({"cost_matrix": {"fn": 1e13}}, "training.metrics.cost_matrix.fn must be a number from -1e12"),
+        ({"lift_fraction": 0}, "training.metrics.lift_fraction must be a number above 0 and at most 1"),
+        ({"lift_fraction": 1.5}, "training.metrics.lift_fraction must be a number above 0 and at most 1"),
+        ({"lift_fraction": "0.4"}, "training.metrics.lift_fraction must be a number"),
+        ({"custom_score": "yes"}, "training.metrics.custom_score must be true"),
+    ],
+)
+def test_bad_metrics_settings_are_refused_with_the_setting_named(value: object, message: str) -> None:
+    from training_worker.metrics import parse_metrics_settings
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_metrics_settings(value)
+
+
+def test_score_arguments_have_one_shape_whatever_the_output_layer() -> None:
+    from training_worker.metrics import score_arguments
+
+    sigmoid = BINARY_PROBABILITY.reshape(-1, 1).astype(np.float32)
+    softmax = np.column_stack([1 - BINARY_PROBABILITY, BINARY_PROBABILITY])
+    for output in (sigmoid, softmax):
+        y_valid, y_pred = score_arguments("binary", BINARY_TRUE.reshape(-1, 1), output)
+        assert y_valid.shape == (10,) and y_valid.dtype == np.int64
+        np.testing.assert_allclose(y_pred, softmax, rtol=1e-6)
+    y_valid, y_pred = score_arguments("regression", np.array([1.5, 2.5]), np.array([[1.0], [2.0]]))
+    assert y_valid.tolist() == [1.5, 2.5] and y_pred.tolist() == [1.0, 2.0]
