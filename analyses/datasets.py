@@ -104,10 +104,11 @@ def store_dataset(project, path: Path, filename: str, name: str, user, size_byte
                 Path(path), filename, staging, converted, IMAGE_EXPANSION * settings.MAX_UPLOAD_BYTES
             )
             rows, image_columns, source = extracted.rows, extracted.image_columns, extracted.source
+            columns = statistics.describe_columns(converted)
         else:
             result = ingest.convert(Path(path), filename, converted)
             rows, source = result.rows, sources.describe(result.source, Path(path))
-        columns = statistics.describe_columns(converted)
+            columns = result.columns  # described while converting: the file is not read again
         for column in columns:
             if column["name"] in image_columns:  # file names found in the folder
                 column["type"] = column["inferred_type"] = "image"

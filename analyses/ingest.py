@@ -1,9 +1,11 @@
 """Turning an upload (CSV, gzipped CSV or Parquet) into the dataset's canonical Parquet file.
 
-The upload is read once, as a stream: ``pyarrow.csv.open_csv`` hands over blocks of
-``BLOCK_BYTES`` and each block is written as it comes with a ``ParquetWriter``, so a 1 GB CSV never
-sits whole in the web process's memory. Everything downstream (preview, statistics, target reads,
-the runner) reads the Parquet file.
+The upload is read once, as a stream: ``pyarrow.csv.open_csv`` parses blocks of ``BLOCK_BYTES``
+on a thread of their own, a few ahead; they are gathered into row groups of ``ROW_GROUP_ROWS`` rows,
+converted to their storage types, written with a ``ParquetWriter`` and fed to the column statistics
+on the way (``Converted.columns``), so a 1 GB CSV never sits whole in the web process's memory and
+the file is not read again to describe it. Everything downstream (preview, target reads, the
+runner) reads the Parquet file.
 
 Canonical storage types: numeric columns are int64, float64 or bool; everything else (categorical,
 text and date columns) is stored as strings, exactly as written in the upload, so that overriding a
@@ -17,10 +19,17 @@ Storage types are decided from the first ``SAMPLE_ROWS`` rows. A later value tha
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
+import itertools
+import queue
+import re
+import threading
 import zlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +38,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from analyses import statistics
+
 SNIFF_BYTES = 64 * 1024
-BLOCK_BYTES = 8 * 1024 * 1024
+# Arrow's streaming CSV reader keeps a few dozen blocks in flight: small blocks bound the memory
+# of a conversion; a row longer than a block restarts it with blocks 8 times larger, up to the max.
+BLOCK_BYTES = 1024 * 1024
+MAX_BLOCK_BYTES = 8 * 1024 * 1024
+PREFETCH_BATCHES = 4
+# Parquet dictionary encoding for a column whose sample has at most this share of distinct values.
+DICTIONARY_MAX_SHARE = 0.5
 SAMPLE_ROWS = 50_000
 PREFIX_VALUES = 1000
 ROW_GROUP_ROWS = 128 * 1024
@@ -76,11 +93,19 @@ class Converted:
     rows: int
     source: Source
     storage_types: dict[str, str]
+    columns: list[dict]  # the ``Dataset.columns`` entries: inferred types and statistics
 
 
 class _Widen(Exception):
     def __init__(self, column: str, to: str) -> None:
         self.column, self.to = column, to
+
+
+class _LongRow(Exception):
+    """A row longer than the block size: Arrow cannot parse it, a larger block can."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 # ---------------------------------------------------------------- sniffing
@@ -165,14 +190,22 @@ def _delimiter(text: str) -> str:
 
 
 def _quotechar(text: str, delimiter: str) -> str:
-    """Double quotes unless the sample has none and the sniffer sees values quoted with single quotes."""
-    if '"' in text:
-        return '"'
-    try:
-        found = csv.Sniffer().sniff(text, delimiters=delimiter).quotechar
-    except csv.Error:
-        return '"'
-    return "'" if found == "'" else '"'
+    """``'`` only when the sample quotes more fields with it than with ``"``; else ``"``.
+
+    An apostrophe inside a value (O'Brien) or opening one ('t Hooft) is not quoting: taking it for
+    a quote character would run the value on into the next fields and lines.
+    """
+    if _quoted_fields(text, delimiter, "'") > _quoted_fields(text, delimiter, '"'):
+        return "'"
+    return '"'
+
+
+def _quoted_fields(text: str, delimiter: str, quote: str) -> int:
+    """Fields the quote opens (after a delimiter or at a line start) and closes (before a delimiter or
+    at a line end), holding no delimiter, line break or lone quote (a doubled quote is a quote)."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    field = rf"(?:^|(?<={d})){q}(?:[^{q}{d}\r\n]|{q}{q})*{q}(?={d}|\r?$)"
+    return len(re.findall(field, text, flags=re.MULTILINE))
 
 
 def _check_header(names: list[str], filename: str) -> None:
@@ -194,26 +227,32 @@ def convert(path: Path, filename: str, target: Path) -> Converted:
     """Write the upload at ``path`` as Parquet at ``target``; raises DatasetError naming the problem."""
     source = sniff(path, filename)
     forced: dict[str, str] = {}
-    while True:  # at most one restart per column and widening step
+    block_bytes = BLOCK_BYTES
+    while True:  # at most one restart per column and widening step, and per block size
         try:
             if source.format == "parquet":
                 rows, types = _convert_parquet(path, filename, target)
+                columns = statistics.describe_columns(target)
             else:
-                rows, types = _convert_csv(path, source, target, forced)
+                rows, types, columns = _convert_csv(path, source, target, forced, block_bytes)
             break
         except _Widen as widen:
             forced[widen.column] = widen.to
+        except _LongRow as long_row:
+            if block_bytes >= MAX_BLOCK_BYTES:
+                raise _explain(long_row.error, path, source) from None
+            block_bytes = min(block_bytes * 8, MAX_BLOCK_BYTES)
     if rows == 0:
         raise DatasetError(f"{filename} has a header but no rows.")
-    return Converted(rows, source, types)
+    return Converted(rows, source, types, columns)
 
 
-def _open_csv(path: Path, source: Source) -> pacsv.CSVStreamingReader:
+def _open_csv(path: Path, source: Source, block_bytes: int) -> pacsv.CSVStreamingReader:
     stream = pa.input_stream(str(path), compression=source.compression)
     return pacsv.open_csv(
         stream,
         read_options=pacsv.ReadOptions(
-            block_size=BLOCK_BYTES,
+            block_size=block_bytes,
             encoding=source.encoding,
             column_names=source.header,
             skip_rows=1,
@@ -231,43 +270,168 @@ def _open_csv(path: Path, source: Source) -> pacsv.CSVStreamingReader:
 
 
 def _convert_csv(
-    path: Path, source: Source, target: Path, forced: dict[str, str]
-) -> tuple[int, dict[str, str]]:
-    writer: pq.ParquetWriter | None = None
+    path: Path, source: Source, target: Path, forced: dict[str, str], block_bytes: int
+) -> tuple[int, dict[str, str], list[dict]]:
+    reader = _read_or_explain(lambda: _open_csv(path, source, block_bytes), path, source)
+    with _Prefetched(lambda: _read_or_explain(reader.read_next_batch, path, source)) as batches:
+        sample = _first_rows(batches, SAMPLE_ROWS)
+        head = pa.Table.from_batches(sample, schema=reader.schema).slice(0, SAMPLE_ROWS)
+        types = {name: forced.get(name) or storage_type(head.column(name)) for name in source.header}
+        return _write(itertools.chain(sample, batches), head, types, target)
+
+
+def _write(
+    batches: Iterable[pa.RecordBatch], head: pa.Table, types: dict[str, str], target: Path
+) -> tuple[int, dict[str, str], list[dict]]:
+    """The text batches in row groups of their storage types, described on the way: column types and
+    statistics come from the tables being written, not from reading the file again."""
+    schema = pa.schema([(name, STORAGE_TYPES[kind]) for name, kind in types.items()])
+    kinds = statistics.column_types(_stored(head, types, schema))
+    streamed = statistics.StreamedStatistics(kinds)
     rows = 0
-    types: dict[str, str] = {}
-    try:
-        reader = _read_or_explain(lambda: _open_csv(path, source), path, source)
-        sample: list[pa.RecordBatch] = []
-        batches = _batches(reader, path, source)
-        for batch in batches:
-            sample.append(batch)
-            if sum(len(b) for b in sample) >= SAMPLE_ROWS:
-                break
-        table = pa.Table.from_batches(sample, schema=reader.schema)
-        types = {name: forced.get(name) or storage_type(table.column(name)) for name in source.header}
-        schema = pa.schema([(name, STORAGE_TYPES[kind]) for name, kind in types.items()])
-        writer = pq.ParquetWriter(str(target), schema)
-        for batch in [*sample, *batches]:
-            converted = pa.record_batch(
-                [_to_storage(batch.column(i), name, types[name]) for i, name in enumerate(source.header)],
-                schema=schema,
-            )
-            writer.write_batch(converted, row_group_size=ROW_GROUP_ROWS)
-            rows += len(batch)
-    finally:
-        if writer is not None:
-            writer.close()
-    return rows, types
+    with (
+        pq.ParquetWriter(str(target), schema, use_dictionary=_dictionary_columns(head)) as writer,
+        _Behind(writer.write_table) as write,
+    ):
+        for group in _row_groups(batches, ROW_GROUP_ROWS):
+            stored = _stored(group, types, schema)
+            write(stored, row_group_size=ROW_GROUP_ROWS)
+            streamed.update(stored)
+            rows += len(group)
+    return rows, types, statistics.describe(kinds, streamed.result(target))
 
 
-def _batches(reader: pacsv.CSVStreamingReader, path: Path, source: Source):
-    while True:
+def _stored(table: pa.Table, types: dict[str, str], schema: pa.Schema) -> pa.Table:
+    """The text columns of ``table`` in their storage types (raises _Widen for a value that does not fit)."""
+    return pa.table(
+        [_to_storage(table.column(name), name, types[name]) for name in schema.names], schema=schema
+    )
+
+
+def _first_rows(batches: Iterator[pa.RecordBatch], count: int) -> list[pa.RecordBatch]:
+    taken: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        taken.append(batch)
+        rows += len(batch)
+        if rows >= count:
+            break
+    return taken
+
+
+def _row_groups(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``size`` rows (the last one shorter), from batches of any length: blocks are
+    small to bound memory, row groups are large so that reading the Parquet file back is fast."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += len(batch)
+        while rows >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            pending, rows = rest.to_batches(), len(rest)
+    if rows:
+        yield pa.Table.from_batches(pending)
+
+
+def _dictionary_columns(head: pa.Table) -> list[str]:
+    """Columns worth Parquet's dictionary encoding: those repeating values in the sample.
+
+    Dictionary-encoding a column of mostly distinct values (measurements, identifiers) is wasted
+    work: Parquet falls back to plain encoding after filling the dictionary page, and that attempt
+    was the costliest part of writing the file.
+    """
+    chosen = []
+    for name in head.column_names:
+        values = pc.drop_null(head.column(name))
+        if len(pc.unique(values)) <= DICTIONARY_MAX_SHARE * len(values):
+            chosen.append(name)
+    return chosen
+
+
+class _Behind:
+    """Runs ``call`` on a thread of its own, one call at a time and in order, while the caller goes on.
+
+    Writing a row group (Arrow encodes and compresses without the GIL) then overlaps with the
+    statistics of that row group; at most one call is outstanding, so memory stays bounded. An
+    error in a call is raised by the next call, or on leaving.
+    """
+
+    def __init__(self, call: Callable[..., object]) -> None:
+        self._call = call
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-write")
+        self._pending: Future | None = None
+
+    def __enter__(self) -> Callable[..., None]:
+        return self._submit
+
+    def __exit__(self, exc_type, *exc_info) -> None:
         try:
-            batch = _read_or_explain(reader.read_next_batch, path, source)
-        except StopIteration:
-            return
-        yield batch
+            if self._pending is not None and exc_type is None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _submit(self, *args, **kwargs) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._call, *args, **kwargs)
+
+
+class _Prefetched:
+    """Batches parsed on a thread of their own, a few ahead of the one being converted and written.
+
+    Arrow releases the GIL while parsing and while writing Parquet, so both cores are busy; the
+    queue bounds how many parsed batches wait in memory.
+    """
+
+    _END = object()
+
+    def __init__(self, read: Callable[[], pa.RecordBatch], depth: int = PREFETCH_BATCHES) -> None:
+        self._read = read
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="csv-prefetch", daemon=True)
+
+    def __enter__(self) -> Iterator[pa.RecordBatch]:
+        self._thread.start()
+        return self._consume()
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _produce(self) -> None:
+        item: object = None
+        while item is not self._END and not isinstance(item, BaseException):
+            try:
+                item = self._read()
+            except StopIteration:
+                item = self._END
+            except BaseException as exc:  # handed over: raised where the batches are consumed
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set():
+                return
+
+    def _consume(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def _read_or_explain(read, path: Path, source: Source):
@@ -276,7 +440,11 @@ def _read_or_explain(read, path: Path, source: Source):
         return read()
     except StopIteration:
         raise
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
+    except pa.ArrowInvalid as exc:
+        if "straddl" in str(exc):  # a row longer than a block: try again with larger blocks
+            raise _LongRow(exc) from None
+        raise _explain(exc, path, source) from None
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise _explain(exc, path, source) from None
 
 
@@ -348,7 +516,7 @@ def _to_storage(array: pa.Array, name: str, kind: str) -> pa.Array:
 
 def _convert_parquet(path: Path, filename: str, target: Path) -> tuple[int, dict[str, str]]:
     try:
-        parquet = pq.ParquetFile(str(path))
+        parquet = statistics.open_parquet(path)  # streamed: memory does not grow with the file
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"{filename} is not a valid Parquet file ({exc}).") from None
     _check_header(parquet.schema_arrow.names, filename)

@@ -1,5 +1,7 @@
 """Column types and per-column statistics of a dataset's canonical Parquet file, read as a stream.
 
+``StreamedStatistics`` takes the file a table at a time: from the tables being written while an
+upload is converted (analyses.ingest), or from the file itself (``column_statistics``).
 Types come from a sample (the first ``SAMPLE_ROWS`` rows); statistics are exact over every row,
 except ``distinct`` past ``DISTINCT_CAP`` values (then a K-minimum-values estimate, flagged
 ``distinct_approx``) and the ``top`` counts of such a column (flagged ``top_approx``: past the cap,
@@ -34,9 +36,16 @@ ISO_DATE = re.compile(
 )
 
 
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """A Parquet file to stream: without ``pre_buffer=False`` Arrow keeps every column chunk that
+    ``iter_batches`` has read until the iteration ends, so memory grows with the file (2.1 GB for
+    the statistics of a 1 GB CSV)."""
+    return pq.ParquetFile(str(path), pre_buffer=False)
+
+
 def sample(path: Path, name: str | None = None) -> pa.Table:
     """The first SAMPLE_ROWS rows (of one column, when named): type decisions are made on these."""
-    parquet = pq.ParquetFile(str(path))
+    parquet = open_parquet(path)
     batches = []
     count = 0
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=None if name is None else [name]):
@@ -101,29 +110,44 @@ def first_failing(column: pa.ChunkedArray, accepts) -> str | None:
 
 
 class _Accumulator:
-    """Streaming statistics of one column; ``update`` per batch, then ``result``."""
+    """Streaming statistics of one column; ``update`` per batch, then ``result``.
+
+    Distinct values are kept with their counts as arrays while there are at most DISTINCT_CAP of
+    them: merging a batch is one ``value_counts`` and one ``index_in``, no Python object per value,
+    and a numeric column's histogram comes from them without reading the file again. Past the cap,
+    a K-minimum-values sketch of their hashes takes over, seeded with every value seen so far.
+    """
 
     def __init__(self, name: str, kind: str) -> None:
         self.name, self.kind = name, kind
         self.missing = 0
-        self.exact: set[int] | None = set()
+        self.wants_top = kind != "numeric"  # top values, for non-numeric columns only
+        self.seen: pa.Array | None = None  # the distinct values so far (frozen past the cap)
+        self.counts = np.empty(0, dtype=np.int64)  # occurrences of each seen value
+        self.exact = True
         self.kmv = np.empty(0, dtype=np.uint64)
-        self.top: dict | None = {} if kind != "numeric" else None
         self.top_approx = False
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
         self.min: float | str | None = None
         self.max: float | str | None = None
 
-    def update(self, array: pa.Array) -> None:
+    def update(self, array: pa.Array | pa.ChunkedArray) -> None:
         present = pc.drop_null(array)
         if pa.types.is_floating(array.type):
-            present = present.filter(pc.invert(pc.is_nan(present)))
+            # -0.0 + 0.0 is 0.0: one zero among the distinct values, as pandas counts them.
+            present = pc.add(present.filter(pc.invert(pc.is_nan(present))), 0.0)
         self.missing += len(array) - len(present)
         if len(present) == 0:
             return
-        self._distinct(pc.unique(present))
-        if self.top is not None:
-            self._top(present)
+        if self.exact or self.wants_top:
+            counted = pc.value_counts(present)
+            self._distinct(counted.field("values"), counted.field("counts").to_numpy())
+        elif is_numeric_storage(present.type):
+            # Past the cap, with no counts to keep: hashing every number (repeats hash alike) is
+            # cheaper than finding the distinct ones first.
+            self._sketch(present)
+        else:
+            self._sketch(pc.unique(present))
         if self.kind == "numeric" and is_numeric_storage(array.type):
             self._moments(_floats(present))
         elif self.kind == "date" and pa.types.is_string(array.type):
@@ -133,31 +157,42 @@ class _Accumulator:
             self.min = low if self.min is None else min(self.min, low)
             self.max = high if self.max is None else max(self.max, high)
 
-    def _distinct(self, unique: pa.Array) -> None:
-        hashes = pd.util.hash_array(unique.to_numpy(zero_copy_only=False))
-        if self.exact is not None:
-            self.exact.update(hashes.tolist())
-            if len(self.exact) > DISTINCT_CAP:
-                self.exact = None
+    def _distinct(self, values: pa.Array, counts: np.ndarray) -> None:
+        """Merge a batch's distinct ``values`` and how often each occurs into those seen."""
+        if self.seen is None:
+            self.seen = values.slice(0, 0)
+        position = pc.index_in(values, value_set=self.seen)
+        known = position.is_valid().to_numpy(zero_copy_only=False)
+        if known.any():
+            self.counts[pc.drop_null(position).to_numpy()] += counts[known]
+        if known.all():
+            return
+        new = values.filter(pa.array(~known))
+        if not self.exact:  # past the cap only values already seen are counted; they are in the sketch
+            self.top_approx = self.wants_top
+            self._sketch(new)
+            return
+        if len(self.seen) + len(new) > DISTINCT_CAP:
+            self.exact = False
+            self.top_approx = self.wants_top
+            self._sketch(self.seen)
+            self._sketch(new)
+            return
+        self.seen = pa.concat_arrays([self.seen, new])
+        self.counts = np.concatenate([self.counts, counts[~known]])
+
+    def _sketch(self, values: pa.Array | pa.ChunkedArray) -> None:
+        """Add the hashes of ``values`` (text: distinct ones; numbers may repeat) to the sketch."""
+        # categorize=False: the hashes are the same either way, and text arrives distinct already.
+        hashes = pd.util.hash_array(values.to_numpy(zero_copy_only=False), categorize=False)
         if len(self.kmv) == KMV_SIZE:  # only hashes below the current K-th smallest can enter
             hashes = hashes[hashes < self.kmv[-1]]
         self.kmv = np.unique(np.concatenate([self.kmv, hashes]))[:KMV_SIZE]
 
-    def _top(self, present: pa.Array) -> None:
-        counts = pc.value_counts(present)
-        values, numbers = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
-        assert self.top is not None
-        for value, number in zip(values, numbers, strict=True):
-            if value in self.top:
-                self.top[value] += number
-            elif self.exact is not None:
-                self.top[value] = number
-            else:
-                self.top_approx = True
-
     def _moments(self, values: np.ndarray) -> None:
         # Chan et al.'s pairwise update: stable where a running sum of squares would not be.
-        n, mean, m2 = len(values), float(values.mean()), float(((values - values.mean()) ** 2).sum())
+        n, mean = len(values), float(values.mean())
+        m2 = float(np.square(values - mean).sum())
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
@@ -167,11 +202,29 @@ class _Accumulator:
         self.min = low if self.min is None else min(self.min, low)
         self.max = high if self.max is None else max(self.max, high)
 
+    def value_counts(self) -> tuple[pa.Array, np.ndarray] | None:
+        """Every distinct value and its count, while all are known (at most DISTINCT_CAP of them)."""
+        return (self.seen, self.counts) if self.exact and self.seen is not None else None
+
     def distinct(self) -> tuple[int, bool]:
-        if self.exact is not None:
-            return len(self.exact), False
+        if self.exact:
+            return (0 if self.seen is None else len(self.seen)), False
         # K-minimum-values: the K-th smallest of uniform 64-bit hashes estimates the count.
         return int((KMV_SIZE - 1) / (float(self.kmv[KMV_SIZE - 1]) / 2.0**64)), True
+
+    def top(self) -> list[dict]:
+        """The TOP_VALUES most frequent values, ties by their text; no Python object for the others."""
+        if self.seen is None:
+            return []
+        chosen = np.arange(len(self.counts))
+        if len(chosen) > TOP_VALUES:
+            threshold = np.partition(self.counts, -TOP_VALUES)[-TOP_VALUES]
+            chosen = np.flatnonzero(self.counts >= threshold)
+        values = self.seen.take(pa.array(chosen)).to_pylist()
+        ranked = sorted(
+            zip(values, self.counts[chosen].tolist(), strict=True), key=lambda i: (-i[1], str(i[0]))
+        )
+        return [{"value": _json_value(v), "count": c} for v, c in ranked[:TOP_VALUES]]
 
     def result(self) -> dict:
         distinct, approx = self.distinct()
@@ -187,13 +240,12 @@ class _Accumulator:
         else:
             if self.kind == "date":
                 stats |= {"min": self.min, "max": self.max}
-            ranked = sorted((self.top or {}).items(), key=lambda item: (-item[1], str(item[0])))
-            stats["top"] = [{"value": _json_value(v), "count": c} for v, c in ranked[:TOP_VALUES]]
+            stats["top"] = self.top()
             stats["top_approx"] = self.top_approx
         return stats
 
 
-def _floats(array: pa.Array) -> np.ndarray:
+def _floats(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """float64 values, missing as NaN (bool columns count as 0/1)."""
     return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
 
@@ -202,51 +254,95 @@ def _json_value(value):
     return value if isinstance(value, str | int | float | bool) else str(value)
 
 
+class StreamedStatistics:
+    """Statistics of columns (name → type) fed a table or batch at a time, as the file is written.
+
+    Everything but the histograms comes from ``update``. A histogram's bins need the exact min and
+    max first: a column whose distinct values are all known has its histogram from their counts,
+    and ``result`` reads the other numeric columns of the written file once more.
+    """
+
+    def __init__(self, types: dict[str, str]) -> None:
+        self.types = types
+        self._accumulators = {name: _Accumulator(name, kind) for name, kind in types.items()}
+
+    def update(self, table: pa.Table | pa.RecordBatch) -> None:
+        for name, accumulator in self._accumulators.items():
+            accumulator.update(table.column(name))
+
+    def result(self, path: Path) -> dict[str, dict]:
+        parquet = open_parquet(path)
+        results = {name: accumulator.result() for name, accumulator in self._accumulators.items()}
+        numeric = [
+            name
+            for name, kind in self.types.items()
+            if kind == "numeric"
+            and results[name]["min"] is not None
+            and is_numeric_storage(parquet.schema_arrow.field(name).type)
+        ]
+        bins = {name: _bins(results[name]["min"], results[name]["max"]) for name in numeric}
+        known = {name: self._accumulators[name].value_counts() for name in numeric}
+        counted = {name: _counted_histogram(*known[name], bins[name]) for name in numeric if known[name]}
+        read = _read_histograms(parquet, {name: bins[name] for name in numeric if name not in counted})
+        for name, counts in (counted | read).items():
+            results[name]["histogram"] = _histogram(bins[name], counts)
+        return results
+
+
 def column_statistics(path: Path, types: dict[str, str]) -> dict[str, dict]:
     """Statistics of the named columns (name → type) in one pass, plus one pass for histograms."""
-    parquet = pq.ParquetFile(str(path))
-    names = list(types)
-    accumulators = {name: _Accumulator(name, types[name]) for name in names}
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=names):
-        for name in names:
-            accumulators[name].update(batch.column(name))
-    results = {name: acc.result() for name, acc in accumulators.items()}
-    numeric = [
-        n
-        for n in names
-        if types[n] == "numeric"
-        and results[n]["min"] is not None
-        and is_numeric_storage(parquet.schema_arrow.field(n).type)
-    ]
-    for name, histogram in _histograms(parquet, numeric, results).items():
-        results[name]["histogram"] = histogram
-    return results
+    statistics = StreamedStatistics(types)
+    for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=list(types)):
+        statistics.update(batch)
+    return statistics.result(path)
 
 
-def _histograms(parquet: pq.ParquetFile, names: list[str], results: dict[str, dict]) -> dict[str, dict]:
-    if not names:
+Bins = tuple[int, tuple[float, float]]  # equal-width bins: how many, over which range
+
+
+def _bins(low: float, high: float) -> Bins:
+    return (HISTOGRAM_BINS, (low, high)) if high > low else (1, (low, low + 1.0))
+
+
+def _counted_histogram(values: pa.Array, counts: np.ndarray, bins: Bins) -> np.ndarray:
+    """Bin counts from each distinct value's count: the same as binning every value."""
+    number, value_range = bins
+    weighted = np.histogram(_floats(values), bins=number, range=value_range, weights=counts)[0]
+    return np.rint(weighted).astype(np.int64)  # float sums of whole counts: exact below 2**53
+
+
+def _read_histograms(parquet: pq.ParquetFile, bins: dict[str, Bins]) -> dict[str, np.ndarray]:
+    if not bins:
         return {}
-    edges = {}
-    for name in names:
-        low, high = results[name]["min"], results[name]["max"]
-        edges[name] = np.linspace(low, high, HISTOGRAM_BINS + 1) if high > low else np.array([low, low + 1.0])
-    counts = {name: np.zeros(len(edges[name]) - 1, dtype=np.int64) for name in names}
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=names):
-        for name in names:
+    counts = {name: np.zeros(number, dtype=np.int64) for name, (number, _) in bins.items()}
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(bins)):
+        for name, (number, value_range) in bins.items():
             values = _floats(batch.column(name))
-            values = values[~np.isnan(values)]
-            counts[name] += np.histogram(values, bins=edges[name])[0]
-    return {
-        name: {"edges": [float(e) for e in edges[name]], "counts": [int(c) for c in counts[name]]}
-        for name in names
-    }
+            # Equal-width bins given as a count and range: numpy computes each bin without a search.
+            counts[name] += np.histogram(values[~np.isnan(values)], bins=number, range=value_range)[0]
+    return counts
+
+
+def _histogram(bins: Bins, counts: np.ndarray) -> dict:
+    number, (low, high) = bins
+    edges = np.linspace(low, high, number + 1)  # as np.histogram places them
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def column_types(head: pa.Table) -> dict[str, str]:
+    """Each column's inferred type, from the first SAMPLE_ROWS rows of the stored file."""
+    return {name: infer_type(head.column(name)) for name in head.column_names}
+
+
+def describe(types: dict[str, str], statistics: dict[str, dict]) -> list[dict]:
+    """The ``Dataset.columns`` entries: inferred types (as the current types) and statistics."""
+    return [
+        {"name": name, "type": kind, "inferred_type": kind, **statistics[name]}
+        for name, kind in types.items()
+    ]
 
 
 def describe_columns(path: Path) -> list[dict]:
     """The ``Dataset.columns`` entries of a freshly converted file: inferred types and statistics."""
-    head = sample(path)
-    types = {name: infer_type(head.column(name)) for name in head.column_names}
-    stats = column_statistics(path, types)
-    return [
-        {"name": name, "type": kind, "inferred_type": kind, **stats[name]} for name, kind in types.items()
-    ]
+    types = column_types(sample(path))
+    return describe(types, column_statistics(path, types))
