@@ -1,6 +1,6 @@
 // Session page: the live view while it trains, the report once it ended. The embedded snapshot
 // is drawn at once; the websocket (lib/live.js) then brings every change — no polling.
-import { postJSON } from "./lib/api.js";
+import { getJSON, postJSON } from "./lib/api.js";
 import { LearningCurves } from "./lib/charts.js";
 import { $, busy, el, formatNumber, pageData, showMessage } from "./lib/dom.js";
 import { isFinal, SessionStream } from "./lib/live.js";
@@ -18,6 +18,8 @@ const QUEUE_NOTES = {
 };
 
 function totalEpochs(state) {
+  // Advanced mode's code decides the epochs: known from the first progress event on.
+  if (data.training_mode === "advanced" && !state.progress) return 0;
   return state.epochs_total || data.planned_epochs || 0;
 }
 
@@ -34,6 +36,7 @@ function renderStatus(state) {
   stopNote.hidden = !(stopping || aborting);
   const actions = $("#session-actions");
   if (actions) actions.hidden = final;
+  renderContinue(state);
   if ((stopping || aborting) && $("#interrupt")) $("#interrupt").disabled = true;
   if (aborting && $("#abort")) $("#abort").disabled = true;
   const note = $("#queue-note");
@@ -50,7 +53,8 @@ function renderEpochProgress(state) {
   const bar = $("#epoch-progress");
   bar.max = Math.max(total, done, 1);
   bar.value = done;
-  $("#epoch-label").textContent = total ? `epoch ${done} of ${total}` : `epoch ${done}`;
+  const early = state.status === "succeeded" && total && done < total ? " (stopped early)" : "";
+  $("#epoch-label").textContent = (total ? `epoch ${done} of ${total}` : `epoch ${done}`) + early;
   $("#eta").textContent = isFinal(state.status) ? "" : eta(state, total, done);
 }
 
@@ -100,10 +104,12 @@ function renderEpochTable(rows) {
 }
 
 function epochRow(row) {
+  const kept = row.epoch === keptEpoch;
+  const title = [row.partial && "interrupted during this epoch", kept && "the model kept this epoch's weights"];
   return el(
     "tr",
-    { dataset: { epoch: String(row.epoch) }, className: row.partial ? "row-muted" : "" },
-    el("td", { className: "num", title: row.partial ? "interrupted during this epoch" : "" }, row.epoch, row.partial ? " (partial)" : ""),
+    { dataset: { epoch: String(row.epoch) }, className: [row.partial && "row-muted", kept && "row-kept"].filter(Boolean).join(" ") },
+    el("td", { className: "num", title: title.filter(Boolean).join("; ") }, kept ? "★ " : "", row.epoch, row.partial ? " (partial)" : ""),
     el("td", { className: "num" }, row.seconds ? row.seconds.toFixed(1) : "–"),
     tableColumns.map((name) => el("td", { className: "num" }, formatNumber(row.values?.[name]))),
   );
@@ -113,6 +119,32 @@ function renderCharts(stream) {
   const rows = stream.epochRows();
   curves.update(rows);
   renderEpochTable(rows);
+}
+
+// The epoch whose weights the model has (model_info.kept, or the live `kept` event), once known.
+let keptEpoch = null;
+
+function shortNumber(value) {
+  const magnitude = Math.abs(value);
+  if (magnitude !== 0 && (magnitude < 1e-3 || magnitude >= 1e6)) return value.toExponential(3);
+  return String(Number(value.toPrecision(4)));
+}
+
+function renderKept(state, stream) {
+  const kept = state.model?.kept;
+  const epoch = kept && Number.isInteger(kept.epoch) ? kept.epoch : null;
+  const note = $("#kept");
+  note.hidden = epoch === null;
+  if (epoch !== null) {
+    const value = typeof kept.value === "number" ? ` ${shortNumber(kept.value)}` : "";
+    const why = kept.keep === "last" ? "last epoch" : `best ${kept.metric || "by the optimization metric"}${value}`;
+    $("#kept-text").textContent = `Model kept: epoch ${epoch} (${why})`;
+  }
+  curves.setKeptEpoch(epoch);
+  if (epoch !== keptEpoch) {
+    keptEpoch = epoch;
+    renderEpochTable(stream.epochRows());
+  }
 }
 
 function renderModel(state) {
@@ -198,11 +230,45 @@ function renderError(state) {
   link.href = target.pathname + target.search + target.hash;
 }
 
+// What the runner lacked on a degraded worker (no bwrap, no cgroup...): said, never hidden.
+const ISOLATION_EFFECTS = {
+  bwrap: "no sandbox: the code could read the worker's files, environment and network",
+  "unprivileged uid": "it ran as the worker's own user",
+  "cgroup memory": "no memory limit",
+  "cgroup pids": "no process limit",
+};
+
+function renderIsolation(state) {
+  const isolation = state.isolation || {};
+  const missing = isolation.missing || [];
+  $("#isolation-warning").hidden = !missing.length;
+  if (!missing.length) return;
+  const parts = missing.map((what) => (ISOLATION_EFFECTS[what] ? `${what} (${ISOLATION_EFFECTS[what]})` : what));
+  $("#isolation-text").textContent = `this worker ran the session's code without ${parts.join(", ")}.`;
+  $("#isolation-notes").textContent = (isolation.notes || []).join(" · ");
+}
+
+// The isolation is stored when the runner starts; a page opened before that asks for it once.
+let isolationAsked = false;
+async function ensureIsolation(state) {
+  if (isolationAsked || state.status === "queued" || Object.keys(state.isolation || {}).length) return;
+  isolationAsked = true;
+  try {
+    const session = await getJSON(sessionApi);
+    state.isolation = session.isolation || {};
+    renderIsolation(state);
+  } catch {
+    isolationAsked = false; // a later status tries again
+  }
+}
+
 function renderAll(state, stream) {
+  renderIsolation(state);
   renderStatus(state);
   renderEpochProgress(state);
   renderBatch(state);
   renderCharts(stream);
+  renderKept(state, stream);
   renderModel(state);
   renderConsole(state.logs || []);
   renderFinal(state);
@@ -230,15 +296,23 @@ const stream = new SessionStream(data.socket_path, initial, {
     renderStatus(state);
     renderEpochProgress(state);
     renderBatch(state);
+    if (state.status === "running") ensureIsolation(state);
   },
   model: renderModel,
-  progress: renderBatch,
+  progress: (state) => {
+    renderBatch(state);
+    renderEpochProgress(state); // "epoch i of N" follows the epochs the fit plans
+  },
+  kept: (state) => renderKept(state, stream),
   epoch: (row, state) => {
     renderCharts(stream);
     renderEpochProgress(state);
   },
   log: appendLog,
-  done: (state) => renderAll(state, stream),
+  done: (state) => {
+    renderAll(state, stream);
+    ensureIsolation(state);
+  },
   connection: (kind) => {
     connectionKind = kind;
     renderConnection();
@@ -268,6 +342,64 @@ if (interruptButton) interruptButton.addEventListener("click", () => act(interru
 if (abortButton) {
   abortButton.addEventListener("click", () =>
     act(abortButton, "abort", `Abort session ${initial.id}? Training stops now and no model is kept.`));
+}
+
+// Continue training (editors, standard mode): an interrupted or finished session goes on from its
+// last complete epoch as a new session; the server says why when it cannot (e.g. no model saved).
+
+function epochsDone(state) {
+  const complete = (state.metrics || []).filter((row) => !row.partial).map((row) => row.epoch);
+  return complete.length ? Math.max(...complete) : state.epochs_done || 0;
+}
+
+function renderContinue(state) {
+  const actions = $("#continue-actions");
+  if (!actions) return;
+  const shown = data.can_edit && data.training_mode === "standard" && ["interrupted", "succeeded"].includes(state.status);
+  actions.hidden = !shown;
+  if (!shown) $("#continue-form").hidden = true;
+}
+
+function openContinue() {
+  const form = $("#continue-form");
+  const done = epochsDone(stream.state);
+  form.hidden = false;
+  $("#continue").setAttribute("aria-expanded", "true");
+  $("#continue-epochs").min = String(done + 1);
+  $("#continue-epochs").value = String(done + 10);
+  $("#continue-note").textContent = `${done} done: it goes on from epoch ${done} as a new session, with the last epoch's model and optimizer state.`;
+  showMessage("", "info", $("#continue-message"));
+  $("#continue-epochs").focus();
+}
+
+function closeContinue() {
+  $("#continue-form").hidden = true;
+  $("#continue").setAttribute("aria-expanded", "false");
+}
+
+async function startContinue(event) {
+  event.preventDefault();
+  const message = $("#continue-message");
+  const text = $("#continue-epochs").value.trim();
+  if (!/^\d+$/.test(text)) {
+    showMessage("Enter the number of epochs in all, a whole number.", "error", message);
+    return;
+  }
+  await busy($("#continue-start"), async () => {
+    try {
+      const session = await postJSON(`${sessionApi}resume/`, { epochs: Number(text) });
+      showMessage(`Session ${session.id} started; opening it…`, "ok", message);
+      window.location.assign(window.location.pathname.replace(/\/sessions\/\d+\/?$/, `/sessions/${session.id}/`));
+    } catch (error) {
+      showMessage(error.message, "error", message);
+    }
+  });
+}
+
+if ($("#continue")) {
+  $("#continue").addEventListener("click", () => ($("#continue-form").hidden ? openContinue() : closeContinue()));
+  $("#continue-cancel").addEventListener("click", closeContinue);
+  $("#continue-form").addEventListener("submit", startContinue);
 }
 
 stream.start();

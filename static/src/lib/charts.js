@@ -1,12 +1,14 @@
 // Learning curves: one uPlot chart per metric base name ("ROC AUC" draws "Train ROC AUC" and
 // "Test ROC AUC"; Keras' "loss" draws "loss" and "val_loss"), x = epoch number.
 // New epochs never reset a zoom the user made: a zoomed chart keeps its x window.
+// The epoch whose weights the model kept is marked on every chart (a dashed line, "★ kept").
 import uPlot from "uplot";
 
 import { el } from "./dom.js";
 
 const TRAIN_COLOR = "#2563eb";
 const TEST_COLOR = "#ea580c";
+const KEPT_COLOR = "#15803d";
 const HEIGHT = 240;
 const SERIES_PREFIXES = ["Train ", "Test ", "val_"];
 
@@ -36,7 +38,32 @@ function seriesOptions(name) {
   };
 }
 
-function chartOptions(base, names, width) {
+// A dashed vertical line at the kept epoch, labelled, over the plot area (canvas pixels).
+function drawKeptEpoch(plot, epoch) {
+  if (epoch === null || epoch === undefined) return;
+  const { left, top, width, height } = plot.bbox;
+  const x = Math.round(plot.valToPos(epoch, "x", true));
+  if (!Number.isFinite(x) || x < left - 1 || x > left + width + 1) return; // zoomed away from it
+  const ratio = uPlot.pxRatio || 1;
+  const ctx = plot.ctx;
+  ctx.save();
+  ctx.strokeStyle = KEPT_COLOR;
+  ctx.lineWidth = 1.5 * ratio;
+  ctx.setLineDash([5 * ratio, 4 * ratio]);
+  ctx.beginPath();
+  ctx.moveTo(x, top);
+  ctx.lineTo(x, top + height);
+  ctx.stroke();
+  ctx.setLineDash([]);
+  ctx.fillStyle = KEPT_COLOR;
+  ctx.font = `600 ${11 * ratio}px system-ui, sans-serif`;
+  const nearRight = x > left + width - 60 * ratio;
+  ctx.textAlign = nearRight ? "right" : "left";
+  ctx.fillText("★ kept", x + (nearRight ? -4 : 4) * ratio, top + 12 * ratio);
+  ctx.restore();
+}
+
+function chartOptions(base, names, width, keptEpoch = () => null) {
   return {
     title: base,
     width,
@@ -49,6 +76,7 @@ function chartOptions(base, names, width) {
     series: [{ label: "epoch", value: (u, v) => (v === null || v === undefined ? "–" : String(v)) }, ...names.map(seriesOptions)],
     cursor: { drag: { x: true, y: false } },
     legend: { live: true },
+    hooks: { draw: [(plot) => drawKeptEpoch(plot, keptEpoch())] },
   };
 }
 
@@ -74,9 +102,24 @@ export class LearningCurves {
     this.emptyNote = emptyNote;
     this.preferred = preferred;
     this.charts = new Map(); // base -> {plot, names, wrapper}
+    this.keptEpoch = null; // the epoch whose weights the model kept, once known
     this.select.addEventListener("change", () => this.applyFilter());
     // Each chart follows its own grid cell, which changes with the window and the metric filter.
     this.resizer = new ResizeObserver(() => this.resize());
+  }
+
+  // Marks `epoch` (or nothing, for null) on every chart; charts drawn later get it too.
+  setKeptEpoch(epoch) {
+    const value = Number.isInteger(epoch) ? epoch : null;
+    if (value === this.keptEpoch) return;
+    this.keptEpoch = value;
+    for (const chart of this.charts.values()) this.showKept(chart);
+  }
+
+  showKept(chart) {
+    if (this.keptEpoch === null) delete chart.wrapper.dataset.keptEpoch;
+    else chart.wrapper.dataset.keptEpoch = String(this.keptEpoch);
+    chart.plot.redraw(false);
   }
 
   // Charts sit in a CSS grid; each takes its cell's width.
@@ -146,8 +189,10 @@ export class LearningCurves {
       this.container.append(wrapper);
       this.resizer.observe(wrapper);
     }
-    const plot = new uPlot(chartOptions(base, names, this.width(wrapper)), data, wrapper);
-    this.charts.set(base, { plot, names, wrapper });
+    const plot = new uPlot(chartOptions(base, names, this.width(wrapper), () => this.keptEpoch), data, wrapper);
+    const chart = { plot, names, wrapper };
+    this.charts.set(base, chart);
+    if (this.keptEpoch !== null) this.showKept(chart);
     this.applyFilter();
   }
 

@@ -42,6 +42,24 @@ export function markLine(view, line, message, severity = "error") {
   view.dispatch({ effects: EditorView.scrollIntoView(target.from, { y: "center" }) });
 }
 
+// Marks several 1-based lines at once ([{line, message, severity}], e.g. Validate's errors of one
+// tab) without scrolling; an empty list clears them. Lines are clamped like markLine's.
+export function setMarks(view, marks) {
+  const doc = view.state.doc;
+  const diagnostics = marks.map(({ line, message, severity = "error" }) => {
+    const target = doc.line(Math.min(Math.max(1, Number(line) || 1), doc.lines));
+    return { from: target.from, to: target.to, severity, message };
+  });
+  view.dispatch(setDiagnostics(view.state, diagnostics));
+}
+
+// Scrolls 1-based `line` into the middle of the editor's view.
+export function revealLine(view, line) {
+  const doc = view.state.doc;
+  const target = doc.line(Math.min(Math.max(1, Number(line) || 1), doc.lines));
+  view.dispatch({ effects: EditorView.scrollIntoView(target.from, { y: "center" }), selection: { anchor: target.from } });
+}
+
 export function clearMarks(view) {
   view.dispatch(setDiagnostics(view.state, []));
 }

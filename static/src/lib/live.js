@@ -2,7 +2,7 @@
 //
 // It keeps one session state, fed by the page's embedded JSON first and then by the stream:
 // a `snapshot` (the whole stored session; sent again after every reconnect), then `status`,
-// `model`, `progress`, `epoch`, `log` and `done` events. Epochs are keyed by number, so an epoch
+// `model`, `progress`, `epoch`, `kept`, `log` and `done` events. Epochs are keyed by number, so an epoch
 // seen both in a snapshot and as an event (the server subscribes before it reads the snapshot)
 // is drawn once. The page renders from the callbacks; it never polls.
 
@@ -14,7 +14,7 @@ const MAX_RETRY_MS = 30000;
 
 export class SessionStream {
   // handlers: {snapshot(state), status(state), model(state), progress(state), epoch(row, state),
-  //            log(entry, state), done(state), connection(kind)} — all optional.
+  //            kept(state), log(entry, state), done(state), connection(kind)} — all optional.
   constructor(socketPath, initial, handlers = {}) {
     this.socketPath = socketPath;
     this.handlers = handlers;
@@ -116,11 +116,13 @@ export class SessionStream {
         break;
       case "model":
         state.model = { summary: event.summary, params: event.params, input_shapes: event.input_shapes,
-                        n_classes: event.n_classes };
+                        n_classes: event.n_classes, kept: state.model?.kept };
         this.emit("model", state);
         break;
       case "progress":
         state.progress = { epoch: event.epoch, batch: event.batch, of: event.of };
+        // Epochs planned, as the fit knows them (advanced mode's code decides them).
+        if (Number.isInteger(event.epochs) && event.epochs > 0) state.epochs_total = event.epochs;
         this.emit("progress", state);
         break;
       case "epoch": {
@@ -129,6 +131,12 @@ export class SessionStream {
         if (this.mergeEpochs([row]).length) this.emit("epoch", row, state);
         break;
       }
+      case "kept":
+        // Which epoch's weights the model has; stored as the session's model_info.kept too.
+        state.model = { ...(state.model || {}),
+                        kept: { epoch: event.epoch, metric: event.metric, value: event.value, keep: event.keep } };
+        this.emit("kept", state);
+        break;
       case "log": {
         const entry = { stream: event.stream, text: event.text };
         state.logs.push(entry);

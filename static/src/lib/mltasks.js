@@ -127,3 +127,85 @@ export function insertInColumnOrder(features, feature, columnOrder) {
   const index = features.findIndex((other) => position(other.name) > position(feature.name));
   return index === -1 ? [...features, feature] : [...features.slice(0, index), feature, ...features.slice(index)];
 }
+
+// The Training tab's settings as the page compares and edits them (strings for number fields),
+// from an ML task's `training`; settings it saved before they existed read as `defaults` (as the
+// server merges them).
+export function trainingSettings(training, defaults) {
+  const merged = { ...defaults, ...(training || {}) };
+  const stopping = { ...defaults.early_stopping, ...(merged.early_stopping || {}) };
+  return {
+    trainingMode: merged.mode === "advanced" ? "advanced" : "standard",
+    trainingCode: merged.code ?? "",
+    keep: merged.keep === "last" ? "last" : "best",
+    esEnabled: Boolean(stopping.enabled),
+    esPatience: String(stopping.patience ?? ""),
+    esMinDelta: String(stopping.min_delta ?? ""),
+  };
+}
+
+// The optimization metric as the epoch logs name it: "Test ROC AUC", or "Test ROC AUC (churn)"
+// on a multi-output model (measured on the first target's output).
+export function metricLogName(metric, targetNames) {
+  if (!metric) return "the optimization metric";
+  return `Test ${metric}${targetNames.length > 1 ? ` (${targetNames[0]})` : ""}`;
+}
+
+// Fills the optimization-metric <select> with `choices` ([{name, greater_is_better}]) and selects
+// `value`; a value the list lacks (saved before the type changed) stays shown, marked, so that
+// opening the page never changes the design by itself.
+export function fillMetricSelect(select, choices, value, fallback) {
+  const names = choices.map((choice) => choice.name);
+  const options = choices.map((choice) => el("option", { value: choice.name }, choice.name));
+  if (value && !names.includes(value)) {
+    options.push(el("option", { value }, `${value} (not measured for this type: ${fallback} is used)`));
+  }
+  select.replaceChildren(...options);
+  select.value = value || fallback;
+}
+
+// ---------------------------------------------------------------- Validate (the design's dry run)
+
+// A shape as Python prints a tuple: [30] → "(30,)", [28, 28, 1] → "(28, 28, 1)", null → "None".
+export function shapeText(shape) {
+  const dims = (shape || []).map((d) => (d === null || d === undefined ? "None" : String(d)));
+  return dims.length === 1 ? `(${dims[0]},)` : `(${dims.join(", ")})`;
+}
+
+// "✓ Valid — inputs main (30,), n_classes 2, 1,234 parameters" from a verdict (the endpoint's
+// answer, or the ML task's stored `validation`, which has no n_classes).
+export function validHeadline(verdict) {
+  const inputs = Object.entries(verdict.input_shapes || {}).map(([name, shape]) => `${name} ${shapeText(shape)}`);
+  const parts = [];
+  if (inputs.length) parts.push(`input${inputs.length === 1 ? "" : "s"} ${inputs.join(", ")}`);
+  if (typeof verdict.n_classes === "number") parts.push(`n_classes ${verdict.n_classes}`);
+  if (typeof verdict.params === "number") parts.push(`${verdict.params.toLocaleString("en-US")} parameters`);
+  return `✓ Valid${parts.length ? ` — ${parts.join(", ")}` : ""}`;
+}
+
+const TAB_NAMES = { architecture: "Architecture", training: "Training", preprocessing: "Preprocessing" };
+
+// Where an error is: "Architecture code, line 7 (build_model)"; "" when the runner could not say.
+export function errorWhere(error) {
+  const tab = TAB_NAMES[error.tab];
+  const place = tab ? `${tab} code${error.line ? `, line ${error.line}` : ""}` : "";
+  if (place && error.phase) return `${place} (${error.phase})`;
+  return place || (error.phase ? `in ${error.phase}` : "");
+}
+
+// The editor tab an error belongs to, when the page has that editor.
+export function errorTab(error) {
+  return TAB_NAMES[error.tab] ? error.tab : null;
+}
+
+// "just now", "3 min ago", "2 h ago", "4 days ago" for an ISO time (the stored verdict's `at`).
+export function timeAgo(iso, now = Date.now()) {
+  const then = Date.parse(iso || "");
+  if (Number.isNaN(then)) return "";
+  const seconds = Math.max(0, Math.round((now - then) / 1000));
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  const days = Math.floor(seconds / 86400);
+  return `${days} day${days === 1 ? "" : "s"} ago`;
+}
