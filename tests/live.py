@@ -171,8 +171,6 @@ def distributed_studio(data_dir: Path, redis_url: str, database_url: str) -> Ite
                 "training",
                 "--concurrency",
                 "1",
-                "--max-tasks-per-child",
-                "1",
                 "-O",
                 "fair",
                 "-n",

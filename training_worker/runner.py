@@ -948,9 +948,22 @@ def _platform_failure(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def wait_warm(commands: Any) -> None:
+    """A warm runner: import what every session needs (TensorFlow takes seconds), then wait for
+    ``start`` (the supervisor has written job.json). Anything else, or EOF: exit."""
+    with native_stderr_silenced():
+        import keras  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+
+        from training_worker import callbacks, sequences, user_api  # noqa: F401
+    if commands.readline().strip() != b"start":
+        os._exit(EXIT_PARENT_GONE)
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        print("usage: python -m training_worker.runner <workdir>", file=sys.stderr)
+    warm = argv[1:] == ["--warm"]
+    if len(argv) != 1 and not warm:
+        print("usage: python -m training_worker.runner <workdir> [--warm]", file=sys.stderr)
         sys.exit(EXIT_NO_EVENT_PIPE)
     try:
         writer = EventWriter(int(os.environ.get(EVENT_FD_VARIABLE, EVENT_FD)))
@@ -965,6 +978,8 @@ def main(argv: list[str]) -> None:
 
     interrupt, finishing = threading.Event(), threading.Event()
     commands = sys.stdin.buffer if sys.stdin is not None else iter(())
+    if warm:
+        wait_warm(commands)
     threading.Thread(
         target=watch_commands, args=(commands, interrupt, finishing), name="commands", daemon=True
     ).start()

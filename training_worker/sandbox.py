@@ -573,6 +573,7 @@ def bwrap_command(
     env: dict[str, str],
     config: SandboxConfig,
     data_fds: dict[str, int],
+    warm: bool = False,
 ) -> list[str]:
     """The whole command line: bwrap layer(s) and the runner."""
     bwrap = _which("bwrap") or "bwrap"
@@ -607,7 +608,7 @@ def bwrap_command(
     for name, value in sorted(env.items()):
         args += ["--setenv", name, value]
     args += ["--die-with-parent", "--new-session", "--chdir", str(workdir)]
-    runner = [python, "-m", "training_worker.runner", str(workdir)]
+    runner = [python, "-m", "training_worker.runner", str(workdir), *(["--warm"] if warm else [])]
     if layout.kind == "user":
         disable = ["--disable-userns"] if layout.disable_userns else []
         return [*args, "--unshare-all", "--unshare-user", *disable, "--", *runner]
@@ -728,8 +729,9 @@ def _prepare_workdir(workdir: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid)
 
 
-def spawn_runner(workdir: Path, config: SandboxConfig | None = None) -> RunnerProcess:
-    """Start the runner on ``workdir`` as contained as this host allows (see the module docstring)."""
+def spawn_runner(workdir: Path, config: SandboxConfig | None = None, warm: bool = False) -> RunnerProcess:
+    """Start the runner on ``workdir`` as contained as this host allows (see the module docstring).
+    ``warm``: it imports TensorFlow, then waits for ``start`` on stdin (training_worker.warm)."""
     config = config or SandboxConfig()
     if config.mode not in MODES:
         raise ValueError(f"RUNNER_SANDBOX={config.mode!r}; use one of {', '.join(MODES)}")
@@ -795,11 +797,11 @@ def spawn_runner(workdir: Path, config: SandboxConfig | None = None) -> RunnerPr
                 data_pipes[dest] = data_read
                 keep.append(data_read)
             command = bwrap_command(
-                layout, workdir, python, {**env, EVENT_FD_VARIABLE: str(write_end)}, config, data_pipes
+                layout, workdir, python, {**env, EVENT_FD_VARIABLE: str(write_end)}, config, data_pipes, warm
             )
             popen_env = {"PATH": PATH}
         else:
-            command = [python, "-m", "training_worker.runner", str(workdir)]
+            command = [python, "-m", "training_worker.runner", str(workdir), *(["--warm"] if warm else [])]
             popen_env = {**env, EVENT_FD_VARIABLE: str(write_end)}
         process = subprocess.Popen(
             command,

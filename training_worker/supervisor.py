@@ -23,7 +23,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from analyses import live
-from analyses.models import EpochMetric, Session, SessionLog
+from analyses.models import Dataset, EpochMetric, Session, SessionLog
+from training_worker import warm
 from training_worker.events import MAX_EVENT_BYTES, BadEvent, Status, parse_event
 from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
 from training_worker.workdirs import write_workdir
@@ -64,13 +65,54 @@ def prepare_workdir(session: Session) -> Path:
     return workdir
 
 
+def _start_runner(session: Session) -> tuple[Path, RunnerProcess]:
+    """The session's work dir and runner: the warm spare when it can serve this session (its work
+    dir becomes the session's, ``sessions/<id>`` links to it), else a runner started now."""
+    spare = warm.take() if _warm_eligible(session) else None
+    if spare is None:
+        workdir = prepare_workdir(session)
+        return workdir, spawn_runner(workdir, config_from_settings())
+    try:
+        workdir = session_dir(session.pk)
+        if workdir.is_symlink():
+            workdir.unlink()
+        elif workdir.exists():
+            shutil.rmtree(workdir)
+        write_workdir(
+            spare.workdir, session.mltask, session.design, session.created_by, session_id=session.pk
+        )
+        _readable_inputs(spare.workdir)
+        workdir.symlink_to(spare.workdir.name, target_is_directory=True)
+    except BaseException:
+        spare.discard()
+        raise
+    log.info("session %s: the warm runner %s takes it", session.pk, spare.workdir.name)
+    return workdir, spare.start()
+
+
+def _readable_inputs(workdir: Path) -> None:
+    """Inputs linked in after the sandbox prepared the work dir must be readable by its runner uid."""
+    for path in workdir.rglob("*"):
+        if path.is_file() and not path.is_symlink() and not path.stat().st_mode & 0o004:
+            path.chmod(path.stat().st_mode | 0o044)
+
+
+def _warm_eligible(session: Session) -> bool:
+    """A spare mounts nothing but its work dir: no session whose datasets have image folders."""
+    if not warm.enabled():
+        return False
+    dataset = session.mltask.analysis.dataset
+    test_id = session.design.get("split", {}).get("test_dataset")
+    test = Dataset.objects.filter(pk=test_id).first() if test_id else None
+    return dataset.images_path is None and (test is None or test.images_path is None)
+
+
 def supervise(session_id: int, worker_name: str) -> None:
     session = claim(session_id, worker_name)
     if session is None:
         return
     try:
-        workdir = prepare_workdir(session)
-        runner = spawn_runner(workdir, config_from_settings())
+        workdir, runner = _start_runner(session)
     except Exception as exc:
         log.exception("could not start the runner of session %s", session_id)
         finish(
@@ -86,7 +128,10 @@ def supervise(session_id: int, worker_name: str) -> None:
         return
     # What contains this run (and what does not, on a degraded host): shown on the session page.
     Session.objects.filter(pk=session_id).update(isolation=runner.isolation)
-    Supervision(session, runner, workdir).run()
+    try:
+        Supervision(session, runner, workdir).run()
+    finally:
+        warm.replenish()  # this thread lives on (the pool's): a spare for the next session
 
 
 class Supervision:

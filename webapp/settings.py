@@ -108,6 +108,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Training
 EMBEDDED_WORKERS = env_int("EMBEDDED_WORKERS", 1, minimum=1)
+# Keep one runner started, TensorFlow imported, for the next session (training_worker.warm).
+WARM_RUNNER = env_bool("WARM_RUNNER", True)
 RUNNER_PYTHON = env_str("RUNNER_PYTHON")  # default: the interpreter running the worker
 SESSION_HEARTBEAT_SECONDS = 5
 # A running session whose supervisor wrote no heartbeat for this long is marked failed ("worker lost").

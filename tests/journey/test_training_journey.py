@@ -26,8 +26,12 @@ BINARY_METRICS = [
 
 
 def runner_pids(data_dir: Path, session_id: int) -> list[int]:
-    """Runner processes working on this session's work dir, found through /proc."""
-    workdir = str(data_dir / "sessions" / str(session_id))
+    """Runner processes working on this session's work dir, found through /proc. A warm runner was
+    started on a work dir of its own, which ``sessions/<id>`` then links to: compare real paths."""
+    link = data_dir / "sessions" / str(session_id)
+    if not link.exists():
+        return []
+    workdir = str(link.resolve())
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

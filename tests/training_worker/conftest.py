@@ -161,6 +161,15 @@ def run_runner(workdir: Path, on_event: OnEvent | None = None) -> RunResult:
     return result
 
 
+def run_jobs(base: Path, dataset: str, jobs: dict[str, dict[str, Any]]) -> dict[str, RunResult]:
+    """Each job (name -> write_job overrides) on ``dataset`` in ``base/<name>``, two at a time."""
+    for name, overrides in jobs.items():
+        write_job(base / name, dataset, **overrides)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="runner") as pool:
+        futures = {name: pool.submit(run_runner, base / name) for name in jobs}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def send_command(process: subprocess.Popen, command: str) -> None:
     assert process.stdin is not None
     process.stdin.write(command.encode() + b"\n")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.training_worker.conftest import RunResult, run_runner, write_job
+from tests.training_worker.conftest import RunResult, run_jobs, run_runner, write_job
 from training_worker.defaults import DEFAULT_TRAINING_CODE, default_architecture_code
 
 # DSS "Advanced topics": early stopping on the optimization metric, after the base callbacks, with
@@ -113,12 +112,7 @@ RUNS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
-    base = tmp_path_factory.mktemp("advanced")
-    for name, overrides in RUNS.items():
-        write_job(base / name, "breast_cancer", **overrides)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_runner, base / name) for name in RUNS}
-        return {name: future.result() for name, future in futures.items()}
+    return run_jobs(tmp_path_factory.mktemp("advanced"), "breast_cancer", RUNS)
 
 
 def test_default_advanced_code_trains_like_the_standard_mode(runs: dict[str, RunResult]) -> None:

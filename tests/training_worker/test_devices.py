@@ -3,12 +3,9 @@ same seed, code and data giving the same metrics."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
 import pytest
 
-from tests.training_worker.conftest import RunResult, run_runner, write_job
+from tests.training_worker.conftest import RunResult, run_jobs
 
 RUNS = {
     "two_devices": {
@@ -21,12 +18,7 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
-    base: Path = tmp_path_factory.mktemp("devices")
-    for name, overrides in RUNS.items():
-        write_job(base / name, "breast_cancer", **overrides)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_runner, base / name) for name in RUNS}
-        return {name: future.result() for name, future in futures.items()}
+    return run_jobs(tmp_path_factory.mktemp("devices"), "breast_cancer", RUNS)
 
 
 def test_two_devices_train_under_a_mirrored_strategy(runs: dict[str, RunResult]) -> None:

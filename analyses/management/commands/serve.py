@@ -33,6 +33,9 @@ class Command(BaseCommand):
             waiting = requeue_waiting_sessions()
             if lost or waiting:
                 self.stdout.write(f"Recovered: {lost} lost session(s) marked failed, {waiting} re-queued.")
+            from training_worker import warm
+
+            warm.replenish()  # this process runs the sessions: keep a runner ready for the first one
         start_reaper(settings.SESSION_LOST_AFTER_SECONDS)
         self.stdout.write(self.style.SUCCESS(f"DL Studio is serving at http://{host}:{port}/"))
         self.stdout.flush()

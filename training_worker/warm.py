@@ -1,0 +1,109 @@
+"""One runner kept warm: started in its sandbox ahead of the next session, TensorFlow imported.
+
+Importing TensorFlow takes most of a runner's start (about 9 s here), so a worker keeps one spare
+runner waiting on its own empty work dir (``DATA_DIR/sessions/warm-<random>``). A session takes it:
+the supervisor writes the session's files into that work dir, links ``sessions/<id>`` to it, and
+sends ``start``; once the session is over, the same thread starts a spare for the next one
+(spawning takes milliseconds; the spare imports TensorFlow on its own).
+
+A spare is only used where nothing outside its work dir must be mounted for the session: the
+sandbox mounts what the work dir links to (an image dataset's folder) when the runner starts, so
+sessions on image datasets start a runner of their own. The spare lives as long as the process that
+started it (it dies with it, like every runner): in a Celery worker, the pool child; in embedded
+mode, the web process. ``WARM_RUNNER=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WarmRunner:
+    runner: RunnerProcess
+    workdir: Path
+
+    def alive(self) -> bool:
+        return self.runner.process.poll() is None
+
+    def start(self) -> RunnerProcess:
+        """Tell it to read job.json and go; the wall-clock limit counts from now, not from the spawn."""
+        self.runner.started = time.monotonic()
+        assert self.runner.process.stdin is not None
+        self.runner.process.stdin.write(b"start\n")
+        self.runner.process.stdin.flush()
+        return self.runner
+
+    def discard(self) -> None:
+        self.runner.kill()
+        try:
+            self.runner.process.wait(timeout=10)
+        finally:
+            self.runner.cleanup()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_spare: WarmRunner | None = None
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "WARM_RUNNER", True))
+
+
+def take() -> WarmRunner | None:
+    """The spare runner, if one is up (and a new one on its way); None otherwise."""
+    global _spare
+    with _lock:
+        spare, _spare = _spare, None
+    if spare is not None and not spare.alive():
+        log.warning(
+            "the warm runner had exited (%s); starting one for this session", spare.runner.process.returncode
+        )
+        spare.discard()
+        spare = None
+    return spare
+
+
+def replenish() -> None:
+    """Start a spare unless one is up (or disabled). Call it from a thread that lives on: a runner
+    is killed when the thread that started it ends (PR_SET_PDEATHSIG, bwrap --die-with-parent).
+    After a session rather than before it, so the spare's import does not slow the session."""
+    if enabled():
+        _start_spare()
+
+
+def _start_spare() -> None:
+    global _spare
+    with _lock:
+        if _spare is not None:
+            return
+        workdir = Path(settings.DATA_DIR) / "sessions" / f"warm-{secrets.token_hex(6)}"
+        try:
+            workdir.mkdir(parents=True)
+            (workdir / "output").mkdir()
+            _spare = WarmRunner(spawn_runner(workdir, config_from_settings(), warm=True), workdir)
+        except Exception:
+            log.exception("could not start a warm runner; sessions will start their own")
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def shutdown() -> None:
+    """Stop the spare (process exit does it too: it dies with its parent)."""
+    global _spare
+    with _lock:
+        spare, _spare = _spare, None
+    if spare is not None:
+        spare.discard()
