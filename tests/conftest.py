@@ -13,6 +13,13 @@ from analyses.models import ApiToken, Membership, Project, Role
 
 
 @pytest.fixture(autouse=True)
+def no_warm_runner(settings):
+    """Sessions supervised inside a test start their own runner: a spare would outlive the test
+    (the journey tests' servers keep one, as in production)."""
+    settings.WARM_RUNNER = False
+
+
+@pytest.fixture(autouse=True)
 def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 class WarmRunner:
     runner: RunnerProcess
     workdir: Path
+    config: tuple  # the sandbox settings and data dir it was started with (see _current_config)
 
     def alive(self) -> bool:
         return self.runner.process.poll() is None
@@ -68,6 +69,9 @@ def take() -> WarmRunner | None:
     global _spare
     with _lock:
         spare, _spare = _spare, None
+    if spare is not None and spare.config != _current_config():  # settings changed since: not ours
+        spare.discard()
+        spare = None
     if spare is not None and not spare.alive():
         log.warning(
             "the warm runner had exited (%s); starting one for this session", spare.runner.process.returncode
@@ -94,10 +98,15 @@ def _start_spare() -> None:
         try:
             workdir.mkdir(parents=True)
             (workdir / "output").mkdir()
-            _spare = WarmRunner(spawn_runner(workdir, config_from_settings(), warm=True), workdir)
+            config = _current_config()
+            _spare = WarmRunner(spawn_runner(workdir, config[0], warm=True), workdir, config)
         except Exception:
             log.exception("could not start a warm runner; sessions will start their own")
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _current_config() -> tuple:
+    return (config_from_settings(), str(settings.DATA_DIR))
 
 
 def shutdown() -> None:
