@@ -20,8 +20,9 @@ from typing import Any
 from django.conf import settings
 
 from analyses.models import MLTask
+from training_worker import warm
 from training_worker.events import MAX_EVENT_BYTES, BadEvent, parse_event
-from training_worker.sandbox import config_from_settings, spawn_runner
+from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
 from training_worker.workdirs import VALIDATION_ROWS, write_workdir
 
 # A dry run that has not answered by then is stopped (TensorFlow's import alone takes ~10 s cold).
@@ -32,17 +33,26 @@ MAX_OUTPUT_BYTES = 64 * 1024
 def validate_design(mltask: MLTask, user: Any) -> dict[str, Any]:
     """``{ok, input_shapes, n_classes, params, summary, errors: [{phase, tab, line, message}],
     seconds, rows}`` for the ML task's saved design."""
-    root = Path(settings.DATA_DIR) / "validations"
-    root.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"mltask-{mltask.pk}-", dir=root))
-    workdir.chmod(0o755)  # as a session's work dir: the sandbox's runner uid must enter it
     started = time.monotonic()
+    design = mltask.design() | {"project_variables": mltask.project.variables}
+    spare = warm.take() if warm.can_serve(mltask, design) else None
+    if spare is not None:
+        workdir = spare.workdir
+    else:
+        root = Path(settings.DATA_DIR) / "validations"
+        root.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f"mltask-{mltask.pk}-", dir=root))
+        workdir.chmod(0o755)  # as a session's work dir: the sandbox's runner uid must enter it
+    runner = None
     try:
-        design = mltask.design() | {"project_variables": mltask.project.variables}
         write_workdir(workdir, mltask, design, user, validate=True)
-        events, output = _dry_run(workdir)
+        runner = spare.start() if spare is not None else spawn_runner(workdir, config_from_settings())
+        events, output = _dry_run(runner)  # it cleans the runner up
     finally:
+        if spare is not None and runner is None:  # never started: nobody else will stop it
+            spare.discard()
         shutil.rmtree(workdir, ignore_errors=True)
+        warm.replenish()  # the request thread lives on: the next check (or session) finds one ready
     model = next((e for e in reversed(events) if e["type"] == "model"), {})
     done = next((e for e in reversed(events) if e["type"] == "done"), None)
     if done is None:
@@ -67,12 +77,12 @@ def validate_design(mltask: MLTask, user: Any) -> dict[str, Any]:
         "errors": [] if not error else [{k: error.get(k) for k in ("phase", "tab", "line", "message")}],
         "rows": VALIDATION_ROWS,
         "seconds": round(time.monotonic() - started, 2),
+        "warm": spare is not None,  # a runner with TensorFlow already imported did it
     }
 
 
-def _dry_run(workdir: Path) -> tuple[list[dict[str, Any]], str]:
+def _dry_run(runner: RunnerProcess) -> tuple[list[dict[str, Any]], str]:
     """The runner's events until it exits (or the time limit), and the end of its output."""
-    runner = spawn_runner(workdir, config_from_settings())
     deadline = time.monotonic() + VALIDATION_TIMEOUT_SECONDS
     events: list[dict[str, Any]] = []
     pending = {runner.events_fd: b"", runner.process.stdout.fileno(): b""}

@@ -23,7 +23,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from analyses import live
-from analyses.models import Dataset, EpochMetric, Session, SessionLog
+from analyses.models import EpochMetric, Session, SessionLog
 from training_worker import warm
 from training_worker.events import MAX_EVENT_BYTES, BadEvent, Status, parse_event
 from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
@@ -68,7 +68,7 @@ def prepare_workdir(session: Session) -> Path:
 def _start_runner(session: Session) -> tuple[Path, RunnerProcess]:
     """The session's work dir and runner: the warm spare when it can serve this session (its work
     dir becomes the session's, ``sessions/<id>`` links to it), else a runner started now."""
-    spare = warm.take() if _warm_eligible(session) else None
+    spare = warm.take() if warm.can_serve(session.mltask, session.design) else None
     if spare is None:
         workdir = prepare_workdir(session)
         return workdir, spawn_runner(workdir, config_from_settings())
@@ -81,30 +81,12 @@ def _start_runner(session: Session) -> tuple[Path, RunnerProcess]:
         write_workdir(
             spare.workdir, session.mltask, session.design, session.created_by, session_id=session.pk
         )
-        _readable_inputs(spare.workdir)
         workdir.symlink_to(spare.workdir.name, target_is_directory=True)
     except BaseException:
         spare.discard()
         raise
     log.info("session %s: the warm runner %s takes it", session.pk, spare.workdir.name)
     return workdir, spare.start()
-
-
-def _readable_inputs(workdir: Path) -> None:
-    """Inputs linked in after the sandbox prepared the work dir must be readable by its runner uid."""
-    for path in workdir.rglob("*"):
-        if path.is_file() and not path.is_symlink() and not path.stat().st_mode & 0o004:
-            path.chmod(path.stat().st_mode | 0o044)
-
-
-def _warm_eligible(session: Session) -> bool:
-    """A spare mounts nothing but its work dir: no session whose datasets have image folders."""
-    if not warm.enabled():
-        return False
-    dataset = session.mltask.analysis.dataset
-    test_id = session.design.get("split", {}).get("test_dataset")
-    test = Dataset.objects.filter(pk=test_id).first() if test_id else None
-    return dataset.images_path is None and (test is None or test.images_path is None)
 
 
 def supervise(session_id: int, worker_name: str) -> None:

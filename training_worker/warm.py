@@ -25,6 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from analyses.models import Dataset, MLTask
 from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class WarmRunner:
 
     def start(self) -> RunnerProcess:
         """Tell it to read job.json and go; the wall-clock limit counts from now, not from the spawn."""
+        _readable_inputs(self.workdir)
         self.runner.started = time.monotonic()
         assert self.runner.process.stdin is not None
         self.runner.process.stdin.write(b"start\n")
@@ -62,6 +64,22 @@ _lock = threading.Lock()
 
 def enabled() -> bool:
     return bool(getattr(settings, "WARM_RUNNER", True))
+
+
+def can_serve(mltask: MLTask, design: dict) -> bool:
+    """A spare mounts nothing but its work dir: not for designs whose datasets have image folders."""
+    if not enabled():
+        return False
+    test_id = design.get("split", {}).get("test_dataset")
+    test = Dataset.objects.filter(pk=test_id).first() if test_id else None
+    return mltask.analysis.dataset.images_path is None and (test is None or test.images_path is None)
+
+
+def _readable_inputs(workdir: Path) -> None:
+    """Inputs linked in after the sandbox prepared the work dir must be readable by its runner uid."""
+    for path in workdir.rglob("*"):
+        if path.is_file() and not path.is_symlink() and not path.stat().st_mode & 0o004:
+            path.chmod(path.stat().st_mode | 0o044)
 
 
 def take() -> WarmRunner | None:

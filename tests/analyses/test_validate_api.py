@@ -92,3 +92,21 @@ def test_only_editors_validate_and_outsiders_learn_nothing(project, dataset, cli
     assert validate(clients["viewer"], mltask).status_code == 403
     assert validate(clients["stranger"], mltask).status_code == 404
     assert MLTask.objects.get(pk=mltask["id"]).validation is None
+
+
+def test_a_warm_runner_answers_the_next_check(project, dataset, clients, settings, tmp_path):
+    settings.WARM_RUNNER = True
+    settings.DATA_DIR = tmp_path  # the spare's work dir goes there
+    from training_worker import warm
+
+    editor = clients["editor"]
+    mltask = create_mltask(editor, project, dataset).json()
+    try:
+        first = validate(editor, mltask).json()  # no spare yet: a runner of its own, then a spare
+        second = validate(editor, mltask).json()
+    finally:
+        warm.shutdown()
+    assert first["ok"] and first["warm"] is False
+    assert second["ok"] and second["warm"] is True
+    assert second["input_shapes"] == first["input_shapes"] and second["params"] == first["params"]
+    assert not any((tmp_path / "sessions").glob("warm-*"))  # the spare is gone with it
