@@ -44,3 +44,14 @@ def page():
         yield page
         context.close()
         browser.close()
+
+
+def log_in(page, studio, next_path: str, username: str | None = None) -> None:
+    """Sign in through the login form (the admin by default) and land on ``next_path``."""
+    from tests.live import ADMIN, PASSWORD
+
+    page.goto(f"{studio.base}/accounts/login/?next={next_path}")
+    page.fill("#id_username", username or ADMIN)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login")
+    page.wait_for_url(f"{studio.base}{next_path}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import gzip
 
-from tests.browser.conftest import ARTIFACTS
-from tests.browser.test_train_from_the_browser import log_in
+from tests.browser.conftest import ARTIFACTS, log_in
 from tests.digits_images import indexed_zip
 from tests.live import Client, breast_cancer_csv
 

@@ -4,8 +4,8 @@ sees them read-only."""
 
 from __future__ import annotations
 
-from tests.browser.conftest import ARTIFACTS
-from tests.live import ADMIN, PASSWORD, Client, breast_cancer_csv
+from tests.browser.conftest import ARTIFACTS, log_in
+from tests.live import PASSWORD, Client, breast_cancer_csv
 
 VIEWER = "target-viewer"
 
@@ -16,14 +16,6 @@ def cancer_mltask(studio) -> tuple[Client, int, dict]:
     project = client.call("POST", "/api/projects/", json={"name": "targets"})["id"]
     dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
     return client, project, client.mltask(project, dataset["id"], "target")
-
-
-def log_in(page, studio, next_path: str, username: str = ADMIN) -> None:
-    page.goto(f"{studio.base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login")
-    page.wait_for_url(f"{studio.base}{next_path}")
 
 
 def target_rows(page) -> list[tuple[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, log_in
 from tests.live import ADMIN, PASSWORD, Client, breast_cancer_csv
 
 
@@ -15,14 +15,6 @@ def cancer_mltask(studio) -> tuple[Client, int, dict]:
     project = client.call("POST", "/api/projects/", json={"name": "browser"})["id"]
     dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
     return client, project, client.mltask(project, dataset["id"], "target")
-
-
-def log_in(page, studio, next_path: str) -> None:
-    page.goto(f"{studio.base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", ADMIN)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login")
-    page.wait_for_url(f"{studio.base}{next_path}")
 
 
 def test_edit_train_watch_and_interrupt(studio, page):

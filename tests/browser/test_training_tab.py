@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import re
 
-from tests.browser.conftest import ARTIFACTS
-from tests.live import ADMIN, PASSWORD, Client, breast_cancer_csv
+from tests.browser.conftest import ARTIFACTS, log_in
+from tests.live import PASSWORD, Client, breast_cancer_csv
 
 
 def cancer_mltask(studio, name: str) -> tuple[Client, int, dict]:
@@ -18,14 +18,6 @@ def cancer_mltask(studio, name: str) -> tuple[Client, int, dict]:
     project = client.call("POST", "/api/projects/", json={"name": name})["id"]
     dataset = client.upload(project, "breast_cancer.csv", breast_cancer_csv(), name="breast cancer")
     return client, project, client.mltask(project, dataset["id"], "target")
-
-
-def log_in(page, studio, next_path: str) -> None:
-    page.goto(f"{studio.base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", ADMIN)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login")
-    page.wait_for_url(f"{studio.base}{next_path}")
 
 
 def save(page) -> None:

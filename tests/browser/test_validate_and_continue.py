@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from tests.browser.conftest import ARTIFACTS
-from tests.browser.test_training_tab import cancer_mltask, epoch_rows, log_in, make_sessions
+from tests.browser.conftest import ARTIFACTS, log_in
+from tests.browser.test_training_tab import cancer_mltask, epoch_rows, make_sessions
 from tests.live import ADMIN, PASSWORD
 
 # A dry run spawns the runner in the sandbox; TensorFlow's import alone takes ~10 s cold.
