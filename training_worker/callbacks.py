@@ -533,31 +533,39 @@ def base_callbacks(
     """The runner's callbacks, in the order the module docstring explains; ``after_metrics`` (best
     epoch keeping, early stopping) right after the metrics, so they see this epoch's values.
     ``tensorboard_dir``: where TensorBoard event files go (None: none are written)."""
+    metrics = MetricsCallback(
+        prediction_type,
+        n_classes,
+        train,
+        test,
+        batch_size,
+        train_metrics_sample=train_metrics_sample,
+        seed=seed,
+        custom_score=custom_score,
+        to_predictions=to_predictions,
+        cost_matrix=cost_matrix,
+        lift_fraction=lift_fraction,
+    )
+    return _in_order(metrics, emit, interrupt, after_metrics, tensorboard_dir)
+
+
+def _in_order(
+    metrics: keras.callbacks.Callback,
+    emit: Emit,
+    interrupt: threading.Event,
+    after_metrics: Sequence[keras.callbacks.Callback],
+    tensorboard_dir: str | Path | None,
+) -> list[keras.callbacks.Callback]:
+    """The base callbacks around a metrics callback, in the module docstring's order."""
+    tensorboard = [TensorBoardCallback(tensorboard_dir)] if tensorboard_dir is not None else []
     return [
-        MetricsCallback(
-            prediction_type,
-            n_classes,
-            train,
-            test,
-            batch_size,
-            train_metrics_sample=train_metrics_sample,
-            seed=seed,
-            custom_score=custom_score,
-            to_predictions=to_predictions,
-            cost_matrix=cost_matrix,
-            lift_fraction=lift_fraction,
-        ),
-        *_after(after_metrics, tensorboard_dir),
+        metrics,
+        *after_metrics,
+        *tensorboard,
         InterruptCallback(interrupt),
         ProgressCallback(emit),
         EpochEventCallback(emit, interrupt),
     ]
-
-
-def _after(
-    after_metrics: Sequence[keras.callbacks.Callback], tensorboard_dir: str | Path | None
-) -> list[keras.callbacks.Callback]:
-    return [*after_metrics, *([TensorBoardCallback(tensorboard_dir)] if tensorboard_dir is not None else [])]
 
 
 def multi_output_callbacks(
@@ -578,20 +586,15 @@ def multi_output_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """:func:`base_callbacks` for a multi-output model: metrics per output (the custom score on the
     first target only)."""
-    return [
-        MultiOutputMetricsCallback(
-            heads,
-            train,
-            test,
-            batch_size,
-            train_metrics_sample=train_metrics_sample,
-            seed=seed,
-            custom_score=custom_score,
-            cost_matrix=cost_matrix,
-            lift_fraction=lift_fraction,
-        ),
-        *_after(after_metrics, tensorboard_dir),
-        InterruptCallback(interrupt),
-        ProgressCallback(emit),
-        EpochEventCallback(emit, interrupt),
-    ]
+    metrics = MultiOutputMetricsCallback(
+        heads,
+        train,
+        test,
+        batch_size,
+        train_metrics_sample=train_metrics_sample,
+        seed=seed,
+        custom_score=custom_score,
+        cost_matrix=cost_matrix,
+        lift_fraction=lift_fraction,
+    )
+    return _in_order(metrics, emit, interrupt, after_metrics, tensorboard_dir)
