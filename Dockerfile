@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/app/.venv/bin:$PATH
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nodejs npm make curl \
+ && apt-get install -y --no-install-recommends nodejs npm make curl bubblewrap \
  && rm -rf /var/lib/apt/lists/* \
  && pip install --no-cache-dir uv==0.13.9 \
  && useradd --create-home --uid 1000 studio

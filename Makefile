@@ -26,7 +26,7 @@ test: setup browser sandbox-tools
 setup: $(VENV)/.synced node_modules/.installed static/dist/.built staticfiles/.collected
 
 worker: setup sandbox-tools
-	$(VENV)/bin/celery -A webapp worker -Q training --concurrency 1 -O fair --loglevel INFO
+	$(VENV)/bin/python manage.py trainingworker
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -175,6 +175,15 @@ def get_health(request):
     return health.report(detailed=logged_in)
 
 
+@api.get("/workers/", tags=["identity"])
+def list_workers(request):
+    """Training workers seen in the last hour: online or not, their GPUs (and the session holding
+    each), task slots and queues (training_worker.workers)."""
+    from training_worker.workers import workers_json
+
+    return workers_json()
+
+
 # ---------------------------------------------------------------- projects
 
 
@@ -691,3 +700,16 @@ def tensorboard_logs(request, session_id: int):
         filename=f"session-{session.pk}-tensorboard.zip",
         content_type="application/zip",
     )
+
+
+from analyses.compare_api import router as compare_router  # noqa: E402
+
+api.add_router("", compare_router)
+
+from analyses.report_api import router as report_router  # noqa: E402
+
+api.add_router("", report_router)
+
+from analyses.scoring_api import router as scoring_router  # noqa: E402
+
+api.add_router("", scoring_router)

@@ -17,6 +17,8 @@ from training_worker.defaults import (
     is_integer_encoded,
     output_name,
 )
+from training_worker.gpus import GpuRequestError
+from training_worker.gpus import parse_request as parse_gpu_request
 from training_worker.metrics import DEFAULT_METRICS, parse_metrics_settings
 
 DEFAULT_SAMPLING = {"method": "all"}
@@ -168,6 +170,35 @@ def clean_training(training: Any, current: dict) -> dict:
     if merged.setdefault("target_rescaling", "standard") not in TARGET_RESCALINGS:
         raise DesignError('training.target_rescaling must be "standard" or "none" (regression targets only).')
     merged["metrics"] = clean_metrics_settings(training.get("metrics"), current.get("metrics"))
+    merged["runtime"] = clean_runtime(training.get("runtime"), current.get("runtime"))
+    return merged
+
+
+def clean_runtime(runtime: Any, current: Any = None) -> dict:
+    """``{"gpus": "auto" | 0 | N | [indices], "memory_growth": bool, "cpu_devices": N}``; what is not
+    sent keeps its saved value. ``cpu_devices`` splits the CPU into logical devices (how the
+    multi-device path is tried without GPUs)."""
+    if runtime is None:
+        runtime = {}
+    if not isinstance(runtime, dict):
+        raise DesignError(
+            'training.runtime must be an object such as {"gpus": "auto", "memory_growth": true}.'
+        )
+    unknown = set(runtime) - {"gpus", "memory_growth", "cpu_devices"}
+    if unknown:
+        raise DesignError(
+            f"training.runtime has no setting {', '.join(sorted(unknown))}; "
+            "it holds gpus, memory_growth and cpu_devices."
+        )
+    merged = {**default_training()["runtime"], **(current if isinstance(current, dict) else {}), **runtime}
+    try:
+        merged["gpus"] = parse_gpu_request(merged.get("gpus"))
+    except GpuRequestError as exc:
+        raise DesignError(f"training.runtime.{exc}") from None
+    if not isinstance(merged.get("memory_growth"), bool):
+        raise DesignError("training.runtime.memory_growth must be true or false.")
+    if "cpu_devices" in merged:
+        merged["cpu_devices"] = _bounded_int(merged["cpu_devices"], "training.runtime.cpu_devices", 1, 16)
     return merged
 
 

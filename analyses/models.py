@@ -189,6 +189,8 @@ class Session(models.Model):
     isolation = models.JSONField(default=dict, blank=True)
     interrupt_requested_at = models.DateTimeField(null=True, blank=True)
     abort_requested_at = models.DateTimeField(null=True, blank=True)
+    # The GPUs its runner was given ({"gpus": [0, 1], "waited_seconds": …}; {"gpus": []}: the CPU).
+    devices = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -220,3 +222,56 @@ class SessionLog(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class Worker(models.Model):
+    """A training worker that said it is up (training_worker.workers): what it offers, and when it
+    last said so. Offline once ``last_seen`` is older than a few heartbeats."""
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=200)
+    gpus = models.JSONField(default=list)  # [{index, name, memory_mb}]
+    slots = models.PositiveIntegerField(default=1)
+    queues = models.JSONField(default=list)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+
+class ScoringJob(models.Model):
+    """A session's model applied to another dataset of its project (training_worker.scoring_jobs):
+    the result is a new Dataset, the input's columns plus the prediction columns.
+
+    Statuses: queued → running → succeeded | failed (conditional updates, as for sessions).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="scoring_jobs")
+    dataset = models.ForeignKey(Dataset, null=True, on_delete=models.SET_NULL, related_name="+")
+    result_dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="scored_by"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    rows_total = models.PositiveBigIntegerField(default=0)
+    error = models.JSONField(null=True, blank=True)  # {phase, tab, line, message}
+    worker = models.CharField(max_length=200, blank=True)
+    isolation = models.JSONField(default=dict, blank=True)  # as Session.isolation
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -19,6 +19,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
 from analyses import access
+from analyses.compare import CompareError, compare_sessions, parse_ids, sessions_of
 from analyses.design import handling_schema
 from analyses.models import ROLE_RANK, Membership, MLTask, PredictionType, Project, Role, Session
 from analyses.serializers import mltask_json, session_detail, session_summary
@@ -208,7 +209,6 @@ def mltask_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpRe
         "mltask": mltask,
         "features": features,
         "other_datasets": project.datasets.exclude(pk=analysis.dataset_id).order_by("name"),
-        "sessions": mltask.sessions.select_related("created_by")[:50],
         "num_sessions": mltask.sessions.count(),
         "training": mltask.training,
         "prediction_types": PredictionType.values,
@@ -273,11 +273,51 @@ def session_page(request: HttpRequest, project_id: int, session_id: int) -> Http
     return render(request, "analyses/session.html", context)
 
 
+@login_required
+@ensure_csrf_cookie
+@require_GET
+def compare_page(request: HttpRequest, project_id: int, mltask_id: int) -> HttpResponse:
+    """Sessions of one ML task side by side (``?sessions=12,15``): overlaid learning curves, the
+    final metrics with the best of each row marked, and what changed between any two."""
+    mltask = access.get_mltask_for(request.user, mltask_id)
+    analysis = mltask.analysis
+    _same_project(analysis.project_id, project_id)
+    project = analysis.project
+    error, comparison = "", None
+    try:
+        ids = parse_ids(request.GET.get("sessions", ""))
+    except CompareError as exc:
+        error = str(exc)
+    else:
+        sessions = sessions_of(mltask, ids)
+        if sessions is None:  # another ML task's session, or one of a project the user cannot see
+            raise Http404("Not found")
+        comparison = compare_sessions(mltask, sessions)
+    mltask_url = reverse("mltask", args=[project.pk, mltask.pk])
+    context = _project_context(request, project) | {
+        "mltask": mltask,
+        "mltask_url": mltask_url,
+        "error": error,
+        "breadcrumbs": _crumbs(
+            project,
+            (analysis.name, reverse("analysis", args=[project.pk, analysis.pk])),
+            (f"{mltask.target} ({mltask.prediction_type})", mltask_url),
+            ("Compare sessions", ""),
+        ),
+        "page_data": {
+            "comparison": comparison,
+            "sessions_base": reverse("project", args=[project.pk]) + "sessions/",
+        },
+    }
+    return render(request, "analyses/compare.html", context, status=400 if error else 200)
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("projects/<int:project_id>/", project_page, name="project"),
     path("projects/<int:project_id>/datasets/<int:dataset_id>/", dataset_page, name="dataset"),
     path("projects/<int:project_id>/analyses/<int:analysis_id>/", analysis_page, name="analysis"),
     path("projects/<int:project_id>/mltasks/<int:mltask_id>/", mltask_page, name="mltask"),
+    path("projects/<int:project_id>/mltasks/<int:mltask_id>/compare/", compare_page, name="compare"),
     path("projects/<int:project_id>/sessions/<int:session_id>/", session_page, name="session"),
 ]

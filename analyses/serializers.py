@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from analyses.models import Analysis, Dataset, MLTask, Project, Session
+from analyses.queueing import queue_info
 
 
 def iso(value) -> str | None:
@@ -94,6 +95,10 @@ def session_detail(session: Session) -> dict[str, Any]:
         "artifacts": sorted(session.artifacts),
         # How the runner was contained; `missing` lists what was not (the page warns): {} until it starts.
         "isolation": session.isolation or {},
+        # The GPUs its runner was given ({"gpus": []}: the CPU); {} until a worker took it.
+        "devices": session.devices or {},
+        # While queued: {queue, needs_gpu, position, workers_online} (analyses.queueing); else None.
+        "queue": queue_info(session),
         "logs": [
             {"stream": log.stream, "text": log.text} for log in reversed(session.logs.order_by("-id")[:500])
         ],

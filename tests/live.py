@@ -160,24 +160,11 @@ def distributed_studio(data_dir: Path, redis_url: str, database_url: str) -> Ite
         studio.manage("migrate", "--noinput")
         studio.manage("bootstrap", "--no-demo")
         web = _spawn(studio, [PYTHON, "manage.py", "serve", "--port", str(port)], "web.log")
+        # The worker as `make worker` starts it: sized to its GPUs (none here: WORKER_GPUS=none).
+        studio.env.update(WORKER_GPUS="none")
         _spawn(
             studio,
-            [
-                str(REPO / ".venv/bin/celery"),
-                "-A",
-                "webapp",
-                "worker",
-                "-Q",
-                "training",
-                "--concurrency",
-                "1",
-                "-O",
-                "fair",
-                "-n",
-                f"journey-{port}@%h",
-                "--loglevel",
-                "INFO",
-            ],
+            [PYTHON, "manage.py", "trainingworker", "--", "-n", f"journey-{port}@%h"],
             "worker.log",
         )
         try:

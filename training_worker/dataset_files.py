@@ -7,6 +7,7 @@ Importable without scikit-learn or TensorFlow: the web process uses it.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,22 @@ def read_columns(
         del table
         release_freed_memory()
     return pd.DataFrame(frame, copy=False)  # the columns are fresh: no second copy of the data
+
+
+def iter_frames(
+    path: str | os.PathLike[str], columns: list[str], as_text: set[str] | frozenset[str], rows: int
+) -> Iterator[pd.DataFrame]:
+    """A Parquet dataset ``rows`` rows at a time, each column as :func:`read_columns` reads it
+    (scoring reads what the model was trained on alike, and holds one chunk, whatever the file)."""
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+        yield pd.DataFrame(
+            {
+                name: _to_pandas(pa.chunked_array([batch.column(name)]), name in as_text)
+                for name in batch.schema.names
+            },
+            copy=False,
+        )
 
 
 def release_freed_memory() -> None:

@@ -161,6 +161,9 @@ def default_training() -> dict[str, Any]:
         # The Metrics settings: Cost Matrix Gain's matrix, Cumulative Lift's fraction, and whether the
         # Training tab's score(y_valid, y_pred) is reported as "Custom Score" (training_worker.metrics).
         "metrics": default_metrics_settings(),
+        # Which GPUs (training_worker.gpus: "auto" = one if the worker has one) and whether TensorFlow
+        # takes GPU memory as needed rather than all of it at start (training_worker.devices).
+        "runtime": {"gpus": "auto", "memory_growth": True},
     }
 
 

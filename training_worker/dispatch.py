@@ -19,11 +19,16 @@ _executor_lock = threading.Lock()
 
 
 def dispatch_session(session_id: int) -> None:
-    """Call after the session row is committed (transaction.on_commit)."""
+    """Call after the session row is committed (transaction.on_commit). A session that asks for
+    GPUs goes to the queue only GPU workers consume (training_worker.gpus.queue_for)."""
     if settings.DISTRIBUTED:
+        from analyses.models import Session
+        from training_worker.gpus import queue_for
         from training_worker.tasks import train_session
 
-        train_session.apply_async(args=[session_id], queue="training")
+        design = Session.objects.filter(pk=session_id).values_list("design", flat=True).first() or {}
+        request = ((design.get("training") or {}).get("runtime") or {}).get("gpus")
+        train_session.apply_async(args=[session_id], queue=queue_for(request))
     else:
         embedded_executor().submit(_run_embedded, session_id)
 
@@ -32,10 +37,16 @@ def embedded_executor() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=settings.EMBEDDED_WORKERS, thread_name_prefix="training"
-            )
+            _executor = ThreadPoolExecutor(max_workers=embedded_slots(), thread_name_prefix="training")
         return _executor
+
+
+def embedded_slots() -> int:
+    """EMBEDDED_WORKERS, or one per GPU (one on a CPU machine) when it is 0."""
+    from training_worker.gpus import worker_slots
+    from training_worker.workers import local_gpus
+
+    return settings.EMBEDDED_WORKERS or worker_slots(local_gpus())
 
 
 def _run_embedded(session_id: int) -> None:
@@ -59,3 +70,16 @@ def requeue_waiting_sessions() -> int:
     for session_id in waiting:
         dispatch_session(session_id)
     return len(waiting)
+
+
+def dispatch_scoring(job_id: int) -> None:
+    """A queued batch scoring job (analyses.models.ScoringJob), sent as a session is; call it after
+    the job row is committed. It runs on the CPU workers' queue: predicting needs no GPU."""
+    if settings.DISTRIBUTED:
+        from training_worker.tasks import score_dataset
+
+        score_dataset.apply_async(args=[job_id], queue="training")
+    else:
+        from training_worker.scoring_jobs import run_embedded
+
+        embedded_executor().submit(run_embedded, job_id)

@@ -98,7 +98,8 @@ class DoneEvent(TypedDict, total=False):
 
 
 Event = StatusEvent | ModelEvent | ProgressEvent | EpochEvent | LogEvent | DoneEvent
-EVENT_TYPES = ("status", "model", "progress", "epoch", "kept", "log", "done")
+# "scored": a scoring run's rows done (training_worker.scoring): {"rows": done, "of": total}.
+EVENT_TYPES = ("status", "model", "progress", "epoch", "kept", "log", "done", "scored")
 
 
 def clean_number(value: Any) -> float | None:
@@ -155,4 +156,10 @@ def parse_event(line: bytes) -> dict[str, Any]:
         event["final_metrics"] = clean_values(event.get("final_metrics") or {})
     elif kind == "log":
         event["text"] = str(event.get("text", ""))[:MAX_LOG_CHARS]
+    elif kind == "scored" and not all(_count(event.get(k)) for k in ("rows", "of")):
+        raise BadEvent("scored event needs integer rows and of, 0 or more")
     return event
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -57,6 +57,7 @@ from training_worker.metrics import (
     outputs_by_name,
     predicted_classes,
 )
+from training_worker.model_graph import MODEL_GRAPH_FILE, describe_model
 from training_worker.preprocessing import (
     TARGET_RESCALINGS,
     Preprocessing,
@@ -66,6 +67,7 @@ from training_worker.preprocessing import (
     read_dataset,
     split_positions,
 )
+from training_worker.provenance import PROVENANCE_FILE, describe_environment
 from training_worker.usercode import (
     UserCodeError,
     call_user_function,
@@ -727,8 +729,13 @@ class Runner:
         joblib.dump(preprocessing, self.partial_dir / "preprocessing.joblib")
         description = json.dumps(preprocessing.describe(), indent=1, default=str)
         (self.partial_dir / "preprocessing.json").write_text(description)
+        # For the model report: the layer graph, and the versions and devices that made the model.
+        (self.partial_dir / "model_graph.json").write_text(json.dumps(describe_model(model), default=str))
+        environment = describe_environment(getattr(self, "devices", None), self.seed)
+        (self.partial_dir / "provenance.json").write_text(json.dumps(environment, default=str))
+        saved = (*(ARTIFACTS[name] for name in SAVED_ARTIFACTS), PREPROCESSING_DESCRIPTION)
         # Files appear in output/ only once all were written: nothing half-saved is ever visible.
-        for path in (*(ARTIFACTS[name] for name in SAVED_ARTIFACTS), PREPROCESSING_DESCRIPTION):
+        for path in (*saved, MODEL_GRAPH_FILE, PROVENANCE_FILE):
             os.replace(self.partial_dir / Path(path).name, self.workdir / path)
 
 
@@ -950,14 +957,24 @@ def _platform_failure(exc: BaseException) -> dict[str, Any]:
 
 def wait_warm(commands: Any) -> None:
     """A warm runner: import what every session needs (TensorFlow takes seconds), then wait for
-    ``start`` (the supervisor has written job.json). Anything else, or EOF: exit."""
+    ``start {"environment": {...}}`` (the supervisor has written job.json; the environment names the
+    session's GPUs). Anything else, or EOF: exit. Importing does not look for devices, so
+    ``CUDA_VISIBLE_DEVICES`` set here still decides which GPUs TensorFlow finds."""
     with native_stderr_silenced():
         import keras  # noqa: F401
         import sklearn.metrics  # noqa: F401
 
         from training_worker import callbacks, sequences, user_api  # noqa: F401
-    if commands.readline().strip() != b"start":
+    word, _, rest = commands.readline().strip().partition(b" ")
+    if word != b"start":
         os._exit(EXIT_PARENT_GONE)
+    try:
+        environment = json.loads(rest or b"{}").get("environment") or {}
+    except (ValueError, AttributeError):
+        os._exit(EXIT_PARENT_GONE)
+    for name, value in environment.items():
+        if name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+            os.environ[name] = str(value)
 
 
 def main(argv: list[str]) -> None:
@@ -989,7 +1006,12 @@ def main(argv: list[str]) -> None:
         workdir = Path(argv[0]).resolve()
         os.chdir(workdir)  # the user's relative paths land in the work dir, the only writable place
         job = json.loads((workdir / "job.json").read_text())
-        done = Runner(workdir, job, writer.emit, interrupt).run()
+        if job.get("mode") == "score":  # a trained model applied to new rows (training_worker.scoring)
+            from training_worker.scoring import score
+
+            done = score(workdir, job, writer.emit)
+        else:
+            done = Runner(workdir, job, writer.emit, interrupt).run()
     except BaseException as exc:  # the parent must get a done event whatever happened
         traceback.print_exc()
         done = _platform_failure(exc)

@@ -58,7 +58,17 @@ PR_SET_PDEATHSIG = 1
 MiB = 1024**2
 GiB = 1024**3
 # Only what Python, TensorFlow and Keras need; nothing from the worker's environment leaks.
-PASSED_THROUGH = ("LANG", "LC_ALL", "TZ", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL")
+PASSED_THROUGH = (
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "KERAS_BACKEND",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "TF_CPP_MIN_LOG_LEVEL",
+)
+# What the supervisor may set per session (its GPUs, training_worker.gpus.Lease.environment).
+PER_SESSION = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 PATH = "/usr/local/bin:/usr/bin:/bin"
 # Read-only from the host's /etc: the dynamic loader's cache, time zone, alternatives' symlinks.
 ETC_FILES = (
@@ -121,6 +131,15 @@ def config_from_settings() -> SandboxConfig:
 
 
 # ---------------------------------------------------------------------------------------- environment
+
+
+def per_session_environment(environment: dict[str, str] | None) -> dict[str, str]:
+    unknown = set(environment or {}) - set(PER_SESSION)
+    if unknown:
+        raise ValueError(
+            f"a runner's per-session environment holds {PER_SESSION} only, not {sorted(unknown)}"
+        )
+    return dict(environment or {})
 
 
 def runner_environment(workdir: Path) -> dict[str, str]:
@@ -729,9 +748,15 @@ def _prepare_workdir(workdir: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid)
 
 
-def spawn_runner(workdir: Path, config: SandboxConfig | None = None, warm: bool = False) -> RunnerProcess:
+def spawn_runner(
+    workdir: Path,
+    config: SandboxConfig | None = None,
+    warm: bool = False,
+    environment: dict[str, str] | None = None,
+) -> RunnerProcess:
     """Start the runner on ``workdir`` as contained as this host allows (see the module docstring).
-    ``warm``: it imports TensorFlow, then waits for ``start`` on stdin (training_worker.warm)."""
+    ``warm``: it imports TensorFlow, then waits for ``start`` on stdin (training_worker.warm).
+    ``environment``: per-session variables (``PER_SESSION`` only: the GPUs it may see)."""
     config = config or SandboxConfig()
     if config.mode not in MODES:
         raise ValueError(f"RUNNER_SANDBOX={config.mode!r}; use one of {', '.join(MODES)}")
@@ -739,7 +764,7 @@ def spawn_runner(workdir: Path, config: SandboxConfig | None = None, warm: bool 
     (workdir / "tmp").mkdir(exist_ok=True)
     python = config.python or sys.executable
     limits = config.limits
-    env = runner_environment(workdir)
+    env = {**runner_environment(workdir), **per_session_environment(environment)}
     missing: dict[str, str] = {}
 
     layout = (

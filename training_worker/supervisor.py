@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from analyses import live
 from analyses.models import EpochMetric, Session, SessionLog
-from training_worker import warm
+from training_worker import gpus, warm
 from training_worker.events import MAX_EVENT_BYTES, BadEvent, Status, parse_event
 from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
 from training_worker.workdirs import write_workdir
@@ -65,13 +65,14 @@ def prepare_workdir(session: Session) -> Path:
     return workdir
 
 
-def _start_runner(session: Session) -> tuple[Path, RunnerProcess]:
+def _start_runner(session: Session, environment: dict[str, str]) -> tuple[Path, RunnerProcess]:
     """The session's work dir and runner: the warm spare when it can serve this session (its work
-    dir becomes the session's, ``sessions/<id>`` links to it), else a runner started now."""
+    dir becomes the session's, ``sessions/<id>`` links to it), else a runner started now.
+    ``environment``: what the runner must see (its GPUs), set before TensorFlow looks for devices."""
     spare = warm.take() if warm.can_serve(session.mltask, session.design) else None
     if spare is None:
         workdir = prepare_workdir(session)
-        return workdir, spawn_runner(workdir, config_from_settings())
+        return workdir, spawn_runner(workdir, config_from_settings(), environment=environment)
     try:
         workdir = session_dir(session.pk)
         if workdir.is_symlink():
@@ -86,15 +87,51 @@ def _start_runner(session: Session) -> tuple[Path, RunnerProcess]:
         spare.discard()
         raise
     log.info("session %s: the warm runner %s takes it", session.pk, spare.workdir.name)
-    return workdir, spare.start()
+    return workdir, spare.start(environment)
+
+
+def _hold_gpus(session: Session) -> gpus.Lease | None:
+    """The GPUs the session asks for (``training.runtime.gpus``), waiting while other sessions of
+    this worker hold them; None when it was stopped meanwhile (then it is finished here)."""
+    from training_worker.workers import local_gpus
+
+    request = ((session.design.get("training") or {}).get("runtime") or {}).get("gpus", gpus.AUTO)
+
+    def stopped() -> bool:
+        Session.objects.filter(pk=session.pk).update(heartbeat_at=timezone.now())  # not lost: waiting
+        row = Session.objects.filter(pk=session.pk).values("interrupt_requested_at", "abort_requested_at")
+        return any(row.first().values())
+
+    def waiting(busy: list[int]) -> None:
+        phase = "waiting for GPU"
+        Session.objects.filter(pk=session.pk).update(phase=phase)
+        held = f" (GPU {', '.join(map(str, busy))} in use)" if busy else ""
+        event = {"type": "status", "status": Status.STARTING, "phase": phase, "detail": held}
+        live.publish(session.pk, event)
+
+    lease = gpus.acquire(request, local_gpus(), Path(settings.DATA_DIR), should_stop=stopped, on_wait=waiting)
+    if lease is None:
+        finish(
+            session.pk,
+            Status.ABORTED,
+            error={"phase": "starting", "message": "Stopped while waiting for a GPU: nothing was trained."},
+        )
+    return lease
 
 
 def supervise(session_id: int, worker_name: str) -> None:
     session = claim(session_id, worker_name)
     if session is None:
         return
+    lease = None
     try:
-        workdir, runner = _start_runner(session)
+        lease = _hold_gpus(session)
+        if lease is None:
+            return
+        Session.objects.filter(pk=session_id).update(
+            devices={"gpus": lease.gpus, "waited_seconds": round(lease.waited_seconds, 1)}
+        )
+        workdir, runner = _start_runner(session, lease.environment())
     except Exception as exc:
         log.exception("could not start the runner of session %s", session_id)
         finish(
@@ -107,12 +144,15 @@ def supervise(session_id: int, worker_name: str) -> None:
                 "message": f"The platform could not start training: {exc}",
             },
         )
+        if lease is not None:
+            lease.release()
         return
     # What contains this run (and what does not, on a degraded host): shown on the session page.
     Session.objects.filter(pk=session_id).update(isolation=runner.isolation)
     try:
         Supervision(session, runner, workdir).run()
     finally:
+        lease.release()
         warm.replenish()  # this thread lives on (the pool's): a spare for the next session
 
 

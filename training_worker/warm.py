@@ -3,8 +3,8 @@
 Importing TensorFlow takes most of a runner's start (about 9 s here), so a worker keeps one spare
 runner waiting on its own empty work dir (``DATA_DIR/sessions/warm-<random>``). A session takes it:
 the supervisor writes the session's files into that work dir, links ``sessions/<id>`` to it, and
-sends ``start``; once the session is over, the same thread starts a spare for the next one
-(spawning takes milliseconds; the spare imports TensorFlow on its own).
+sends ``start``; once the session is over, a spare for the next one is started (spawning takes
+milliseconds; the spare imports TensorFlow on its own) from the process's keeper thread.
 
 A spare is only used where nothing outside its work dir must be mounted for the session: the
 sandbox mounts what the work dir links to (an image dataset's folder) when the runner starts, so
@@ -15,18 +15,26 @@ mode, the web process. ``WARM_RUNNER=0`` turns it off.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 from analyses.models import Dataset, MLTask
-from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
+from training_worker.sandbox import (
+    RunnerProcess,
+    config_from_settings,
+    per_session_environment,
+    spawn_runner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +48,14 @@ class WarmRunner:
     def alive(self) -> bool:
         return self.runner.process.poll() is None
 
-    def start(self) -> RunnerProcess:
-        """Tell it to read job.json and go; the wall-clock limit counts from now, not from the spawn."""
+    def start(self, environment: dict[str, str] | None = None) -> RunnerProcess:
+        """Tell it to read job.json and go; the wall-clock limit counts from now, not from the spawn.
+        ``environment`` (its GPUs) is set in the runner before TensorFlow looks for devices."""
         _readable_inputs(self.workdir)
         self.runner.started = time.monotonic()
         assert self.runner.process.stdin is not None
-        self.runner.process.stdin.write(b"start\n")
+        command = {"environment": per_session_environment(environment)}
+        self.runner.process.stdin.write(b"start " + json.dumps(command).encode() + b"\n")
         self.runner.process.stdin.flush()
         return self.runner
 
@@ -100,11 +110,28 @@ def take() -> WarmRunner | None:
 
 
 def replenish() -> None:
-    """Start a spare unless one is up (or disabled). Call it from a thread that lives on: a runner
-    is killed when the thread that started it ends (PR_SET_PDEATHSIG, bwrap --die-with-parent).
-    After a session rather than before it, so the spare's import does not slow the session."""
+    """Start a spare unless one is up (or disabled); returns once it is spawned (milliseconds: it
+    imports TensorFlow on its own). After a session rather than before it, so the spare's import
+    does not slow the session.
+
+    A runner is killed when the *thread* that spawned it ends (PR_SET_PDEATHSIG, bwrap
+    --die-with-parent), and callers' threads may be short-lived (Django runs each request's sync
+    code on a thread of its own, ended with the request): the spawn happens on this process's one
+    keeper thread, which lives as long as the process."""
     if enabled():
-        _start_spare()
+        _keeper().submit(_start_spare).result(timeout=60)
+
+
+_keeper_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _keeper() -> ThreadPoolExecutor:
+    """The process's keeper thread (a fork does not inherit threads: a child makes its own)."""
+    global _keeper_pool
+    with _lock:
+        if _keeper_pool is None or _keeper_pool[0] != os.getpid():
+            _keeper_pool = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-keeper"))
+        return _keeper_pool[1]
 
 
 def _start_spare() -> None:

@@ -97,17 +97,19 @@ CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ROUTES = {"training_worker.tasks.*": {"queue": "training"}}
+# Sessions are routed by what they ask for (training_worker.gpus.queue_for: training | training.gpu).
 CELERY_TASK_DEFAULT_QUEUE = "training"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_MAX_TASKS_PER_CHILD = 1
+# Pool children live on: each keeps a warm runner for its next session (training_worker.warm).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = None
 CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 1, minimum=1)
 CELERY_TASK_ACKS_LATE = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Training
-EMBEDDED_WORKERS = env_int("EMBEDDED_WORKERS", 1, minimum=1)
+# Sessions run at once in embedded mode; 0: one per GPU (one on a CPU machine).
+EMBEDDED_WORKERS = env_int("EMBEDDED_WORKERS", 0, minimum=0)
 # Keep one runner started, TensorFlow imported, for the next session (training_worker.warm).
 WARM_RUNNER = env_bool("WARM_RUNNER", True)
 RUNNER_PYTHON = env_str("RUNNER_PYTHON")  # default: the interpreter running the worker

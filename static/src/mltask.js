@@ -6,6 +6,7 @@ import { ApiError, getJSON, patchJSON, postJSON } from "./lib/api.js";
 import { $, busy, clearMessage, el, pageData, showMessage } from "./lib/dom.js";
 import { clearMarks, createCodeEditor, getText, markLine, revealLine, setMarks, setText } from "./lib/editor.js";
 import { createFeaturesEditor } from "./lib/features.js";
+import { createSessionsTable } from "./lib/sessions_table.js";
 import {
   createTargetsEditor,
   defaultFeature,
@@ -16,6 +17,8 @@ import {
   metricLogName,
   timeAgo,
   trainingSettings,
+  gpusValue,
+  describeWorkers,
   validHeadline,
 } from "./lib/mltasks.js";
 
@@ -34,7 +37,9 @@ const fields = {
   samplingRows: $("#sampling-rows"),
   esPatience: $("#es-patience"),
   esMinDelta: $("#es-min-delta"),
+  gpus: $("#runtime-gpus"),
 };
+const memoryGrowth = $("#runtime-memory-growth");
 const modeRadios = [$("#mode-standard"), $("#mode-advanced")];
 const keepRadios = [$("#keep-best"), $("#keep-last")];
 const earlyStopping = $("#early-stopping");
@@ -246,6 +251,8 @@ function setTrainingForm(settings) {
   earlyStopping.checked = settings.esEnabled;
   fields.esPatience.value = settings.esPatience;
   fields.esMinDelta.value = settings.esMinDelta;
+  fields.gpus.value = settings.gpus;
+  memoryGrowth.checked = settings.memoryGrowth;
   if (getText(trainingEditor) !== settings.trainingCode) setText(trainingEditor, settings.trainingCode);
   showTrainingMode();
 }
@@ -272,10 +279,23 @@ function current() {
     esEnabled: earlyStopping.checked,
     esPatience: fields.esPatience.value.trim(),
     esMinDelta: fields.esMinDelta.value.trim(),
+    gpus: fields.gpus.value.trim(),
+    memoryGrowth: memoryGrowth.checked,
   };
 }
 
-const TRAINING_KEYS = ["epochs", "batchSize", "trainingMode", "trainingCode", "keep", "esEnabled", "esPatience", "esMinDelta"];
+const TRAINING_KEYS = [
+  "epochs",
+  "batchSize",
+  "trainingMode",
+  "trainingCode",
+  "keep",
+  "esEnabled",
+  "esPatience",
+  "esMinDelta",
+  "gpus",
+  "memoryGrowth",
+];
 
 const SPLIT_KEYS = ["splitRatio", "splitSeed", "stratify", "splitMode", "testDataset", "samplingMethod", "samplingRows"];
 
@@ -321,6 +341,7 @@ function trainingPayload(sent) {
       patience: asInteger(sent.esPatience),
       min_delta: asNumber(sent.esMinDelta),
     },
+    runtime: { gpus: gpusValue(sent.gpus), memory_growth: sent.memoryGrowth },
   };
   if (sent.trainingCode !== saved.trainingCode) training.code = sent.trainingCode;
   return training;
@@ -649,10 +670,19 @@ function markLineFromUrl() {
   $(`#${tab}`).scrollIntoView({ block: "start" });
 }
 
+// Which workers (and GPUs) there are, for the Runtime settings; a failure leaves the line as it is.
+async function showWorkers() {
+  try {
+    $("#workers-summary").textContent = describeWorkers(await getJSON("/api/workers/"));
+  } catch {
+    $("#workers-summary").textContent = "(the worker list could not be read)";
+  }
+}
+
 if (canEdit) {
   for (const input of Object.values(fields)) input.addEventListener("input", refreshDirty);
   stratify?.addEventListener("change", refreshDirty);
-  for (const input of [...modeRadios, ...keepRadios, earlyStopping]) {
+  for (const input of [...modeRadios, ...keepRadios, earlyStopping, memoryGrowth]) {
     input.addEventListener("change", () => {
       showTrainingMode();
       refreshDirty();
@@ -685,6 +715,10 @@ if (canEdit) {
 showSplitFields();
 showColumnChoices();
 showMetricChoices(saved.metric);
+fields.gpus.value = saved.gpus;
+memoryGrowth.checked = saved.memoryGrowth;
 showTrainingMode();
 if (data.mltask.validation) showStoredVerdict(data.mltask.validation);
+showWorkers();
 markLineFromUrl();
+createSessionsTable($("#sessions-section"), data);

@@ -4,6 +4,8 @@ import { getJSON, postJSON } from "./lib/api.js";
 import { LearningCurves } from "./lib/charts.js";
 import { $, busy, el, formatNumber, pageData, showMessage } from "./lib/dom.js";
 import { isFinal, SessionStream } from "./lib/live.js";
+import { mountReport } from "./lib/report.js";
+import { mountScoring } from "./lib/scoring.js";
 
 const data = pageData();
 const initial = data.session;
@@ -40,9 +42,12 @@ function renderStatus(state) {
   if ((stopping || aborting) && $("#interrupt")) $("#interrupt").disabled = true;
   if (aborting && $("#abort")) $("#abort").disabled = true;
   const note = $("#queue-note");
-  note.textContent = QUEUE_NOTES[state.status] || "";
+  note.textContent = queueNote(state);
   note.hidden = !note.textContent;
-  $("#worker").textContent = state.worker ? `on ${state.worker}` : "";
+  renderElapsed(state);
+  const gpus = state.devices?.gpus || [];
+  const onGpus = gpus.length ? ` · GPU ${gpus.join(", ")}` : state.devices?.gpus ? " · CPU" : "";
+  $("#worker").textContent = state.worker ? `on ${state.worker}${onGpus}` : "";
   renderConnection();
   document.title = `Session ${state.id} · ${state.status} · DL Studio`;
 }
@@ -69,6 +74,46 @@ function eta(state, total, done) {
   return `about ${text} left`;
 }
 
+// "Queued — position 2 · no GPU worker online": where it stands (the API's `queue`), else the status's note.
+function queueNote(state) {
+  const queue = state.status === "queued" ? state.queue : null;
+  if (!queue) return QUEUE_NOTES[state.status] || "";
+  const who = queue.needs_gpu ? "GPU worker" : "worker";
+  const nobody = queue.workers_online ? "" : ` No ${who} is online: it starts when one is.`;
+  const place = queue.position > 1 ? `position ${queue.position} in the queue` : "next in the queue";
+  return `Waiting for a ${who} — ${place}.${nobody}`;
+}
+
+// Time since a worker started it (or its whole run, once ended): ticks each second while it runs.
+let startedAt = initial.started_at ? Date.parse(initial.started_at) : null;
+function renderElapsed(state) {
+  if (!startedAt && state.started_at) startedAt = Date.parse(state.started_at);
+  if (!startedAt && state.status === "running") startedAt = Date.now(); // the page saw it start
+  const end = isFinal(state.status) ? (state.ended_at ? Date.parse(state.ended_at) : null) : Date.now();
+  $("#elapsed").textContent = startedAt && end ? `${duration((end - startedAt) / 1000)} elapsed` : "";
+}
+
+function duration(seconds) {
+  const whole = Math.max(0, Math.round(seconds));
+  if (whole >= 3600) return `${Math.floor(whole / 3600)} h ${Math.floor((whole % 3600) / 60)} min`;
+  return whole >= 60 ? `${Math.floor(whole / 60)} min ${whole % 60} s` : `${whole} s`;
+}
+
+// The batch rate of the current epoch, for "about 12 s left in this epoch".
+let epochClock = { epoch: null, at: 0, batch: 0 };
+function batchEta(progress) {
+  const now = Date.now();
+  if (epochClock.epoch !== progress.epoch || progress.batch < epochClock.batch) {
+    epochClock = { epoch: progress.epoch, at: now, batch: progress.batch };
+    return "";
+  }
+  const done = progress.batch - epochClock.batch;
+  const seconds = now - epochClock.at;
+  if (done <= 0 || seconds < 1000) return "";
+  const left = ((progress.of - progress.batch) * seconds) / done / 1000;
+  return left >= 1 ? ` · about ${duration(left)} left in this epoch` : "";
+}
+
 function renderBatch(state) {
   const progress = state.progress;
   const bar = $("#batch-progress");
@@ -82,7 +127,7 @@ function renderBatch(state) {
   }
   bar.max = progress.of;
   bar.value = Math.min(progress.batch, progress.of);
-  $("#batch-label").textContent = `batch ${progress.batch} of ${progress.of}`;
+  $("#batch-label").textContent = `batch ${progress.batch} of ${progress.of}${batchEta(progress)}`;
 }
 
 // The epoch table's columns: every metric name seen, in the order it first appeared.
@@ -256,7 +301,9 @@ async function ensureIsolation(state) {
   try {
     const session = await getJSON(sessionApi);
     state.isolation = session.isolation || {};
+    state.devices = session.devices || {};
     renderIsolation(state);
+    renderStatus(state);
   } catch {
     isolationAsked = false; // a later status tries again
   }
@@ -318,6 +365,20 @@ const stream = new SessionStream(data.socket_path, initial, {
     renderConnection();
   },
 });
+
+// While it waits, its place in the queue changes as others start: asked every few seconds.
+setInterval(async () => {
+  if (stream.state.status !== "queued" || document.visibilityState !== "visible") return;
+  try {
+    stream.state.queue = (await getJSON(sessionApi)).queue;
+    renderStatus(stream.state);
+  } catch {
+    // the next tick tries again
+  }
+}, 3000);
+setInterval(() => {
+  if (!isFinal(stream.state.status)) renderElapsed(stream.state);
+}, 1000);
 
 async function act(button, action, confirmText) {
   if (confirmText && !window.confirm(confirmText)) return;
@@ -402,4 +463,6 @@ if ($("#continue")) {
   $("#continue-form").addEventListener("submit", startContinue);
 }
 
+mountReport(data);
+mountScoring();
 stream.start();

@@ -44,6 +44,18 @@ def test_edit_train_watch_and_interrupt(studio, page):
     assert page.locator("#charts canvas").count() >= 1
     assert "epoch" in page.locator("#epoch-label").inner_text()
     page.screenshot(path=str(ARTIFACTS / "browser-session-running.png"), full_page=True)
+    assert re.fullmatch(r"(\d+ min )?\d+ s elapsed", page.locator("#elapsed").inner_text())
+
+    # One session at a time here: a second one waits, and its page says where it stands.
+    waiting = client.train(mltask["id"])
+    second = page.context.new_page()
+    try:
+        second.goto(f"{studio.base}/projects/{project}/sessions/{waiting}/")
+        assert second.locator("#status").inner_text() == "queued"
+        assert second.locator("#queue-note").inner_text() == "Waiting for a worker — next in the queue."
+    finally:
+        second.close()
+        client.call("POST", f"/api/sessions/{waiting}/abort/")
 
     page.click("#interrupt")
     page.wait_for_function(

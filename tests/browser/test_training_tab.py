@@ -352,3 +352,30 @@ def test_a_viewer_reads_the_training_settings(studio, page):
     assert page.is_checked("#keep-last") and page.locator("#metric").input_value() == "Accuracy"
     assert page.locator("#save").count() == 0 and page.locator("#dirty").is_hidden()
     assert errors == []
+
+
+def test_runtime_gpus_and_memory_growth_are_saved_and_the_workers_are_shown(studio, page):
+    client, project, mltask = cancer_mltask(studio, "runtime settings")
+    log_in(page, studio, f"/projects/{project}/mltasks/{mltask['id']}/")
+
+    assert page.locator("#runtime-gpus").input_value() == "auto"
+    assert page.is_checked("#runtime-memory-growth")
+    # The embedded worker (this web process) has no GPU here.
+    page.wait_for_function("document.querySelector('#workers-summary').textContent.includes('embedded')")
+    assert re.search(r"embedded: CPU only, \d of 1 slot busy", text(page, "#workers-summary"))
+
+    page.fill("#runtime-gpus", "1, 0")
+    page.uncheck("#runtime-memory-growth")
+    assert page.locator("#dirty").is_visible()
+    save(page)
+    stored = client.call("GET", f"/api/mltasks/{mltask['id']}/")["training"]["runtime"]
+    assert stored == {"gpus": [0, 1], "memory_growth": False}
+    page.reload()
+    assert page.locator("#runtime-gpus").input_value() == "0,1"
+    assert not page.is_checked("#runtime-memory-growth")
+
+    page.fill("#runtime-gpus", "all of them")  # not a form the setting takes: the server says which
+    page.click("#save")
+    page.wait_for_function("!document.querySelector('#message').hidden")
+    assert "training.runtime.gpus must be" in page.locator("#message").inner_text()
+    assert client.call("GET", f"/api/mltasks/{mltask['id']}/")["training"]["runtime"]["gpus"] == [0, 1]

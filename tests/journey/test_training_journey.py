@@ -192,6 +192,28 @@ def restore_default_code(client, cancer_task) -> None:
     client.patch(cancer_task["mltask"]["id"], architecture_code=cancer_task["mltask"]["architecture_code"])
 
 
+def test_sessions_asking_for_gpus_go_only_to_gpu_workers(studio, client, cancer_task):
+    """No GPU here: the worker says so, and a session asking for one never lands on it."""
+    online = [worker for worker in client.call("GET", "/api/workers/") if worker["online"]]
+    assert online and all(worker["gpus"] == [] and worker["queues"] == ["training"] for worker in online)
+    mltask = cancer_task["mltask"]["id"]
+    client.patch(mltask, training={"epochs": 1, "batch_size": 64, "runtime": {"gpus": 1}})
+    gpu_session = client.train(mltask)
+    try:
+        if studio.mode == "distributed":  # routed to training.gpu, which no worker here consumes
+            client.patch(mltask, training={"runtime": {"gpus": 0}})
+            cpu_session = client.train(mltask)
+            assert client.wait(cpu_session, timeout=180)["status"] == "succeeded"
+            assert client.call("GET", f"/api/sessions/{gpu_session}/")["status"] == "queued"
+            client.call("POST", f"/api/sessions/{gpu_session}/abort/")
+        else:  # one worker, and it has no GPU: the session fails saying so
+            done = client.wait(gpu_session, timeout=60)
+            assert done["status"] == "failed"
+            assert "asks for 1 GPU; this worker has 0" in done["error"]["message"]
+    finally:
+        client.patch(mltask, training={"runtime": {"gpus": "auto"}})
+
+
 def test_runner_dies_with_its_worker_and_the_session_is_marked_lost(studio, client, cancer_task):
     if studio.mode != "distributed":
         pytest.skip("in embedded mode the worker is the web server itself")

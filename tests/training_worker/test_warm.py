@@ -41,3 +41,20 @@ def test_no_spare_when_turned_off(settings, tmp_path) -> None:
     settings.DATA_DIR = tmp_path
     warm.replenish()  # WARM_RUNNER is off in tests unless a test turns it on
     assert warm.take() is None and not (tmp_path / "sessions").exists()
+
+
+def test_a_spare_asked_for_by_a_thread_that_ends_outlives_it(settings, warm_on) -> None:
+    """Django runs a request's sync code on a thread that ends with the request (Validate, predict):
+    the spare it asks for must not die with that thread (runners die with their spawning thread)."""
+    import threading
+
+    asking = threading.Thread(target=warm.replenish)
+    asking.start()
+    asking.join()
+    time.sleep(1.5)  # a runner tied to the ended thread would be gone by now
+    spare = warm.take()
+    try:
+        assert spare is not None and spare.alive()
+    finally:
+        if spare is not None:
+            spare.discard()

@@ -33,9 +33,14 @@ class Command(BaseCommand):
             waiting = requeue_waiting_sessions()
             if lost or waiting:
                 self.stdout.write(f"Recovered: {lost} lost session(s) marked failed, {waiting} re-queued.")
-            from training_worker import warm
+            from training_worker.scoring_jobs import recover_embedded_jobs
+
+            recover_embedded_jobs()  # scoring jobs likewise: a running one is lost, queued ones go again
+            from training_worker import warm, workers
+            from training_worker.dispatch import embedded_slots
 
             warm.replenish()  # this process runs the sessions: keep a runner ready for the first one
+            workers.advertise("embedded", slots=embedded_slots())
         start_reaper(settings.SESSION_LOST_AFTER_SECONDS)
         self.stdout.write(self.style.SUCCESS(f"DL Studio is serving at http://{host}:{port}/"))
         self.stdout.flush()

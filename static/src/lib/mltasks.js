@@ -141,7 +141,37 @@ export function trainingSettings(training, defaults) {
     esEnabled: Boolean(stopping.enabled),
     esPatience: String(stopping.patience ?? ""),
     esMinDelta: String(stopping.min_delta ?? ""),
+    gpus: gpusText(merged.runtime?.gpus),
+    memoryGrowth: merged.runtime?.memory_growth !== false,
   };
+}
+
+// The runtime's GPU request as typed: "auto", "0", "2", "0,1".
+export function gpusText(gpus) {
+  if (gpus === undefined || gpus === null) return "auto";
+  return Array.isArray(gpus) ? gpus.join(",") : String(gpus);
+}
+
+// "auto" / "2" / "0,1" → what the API takes; anything else goes as typed, so the server's message names it.
+export function gpusValue(text) {
+  const typed = text.trim();
+  if (typed === "" || typed === "auto") return "auto";
+  if (/^\d+$/.test(typed)) return Number(typed);
+  if (/^\d+(\s*,\s*\d+)+$/.test(typed)) return typed.split(",").map((part) => Number(part.trim()));
+  return typed;
+}
+
+// One line per worker: "celery@gpu-1: 2 GPUs (NVIDIA H200), 1 of 2 slots busy"; offline ones say so.
+export function describeWorkers(workers) {
+  if (!workers.length) return "No training worker has been seen in the last hour.";
+  return workers
+    .map((worker) => {
+      const kinds = [...new Set(worker.gpus.map((gpu) => gpu.name))].join(", ");
+      const gpus = worker.gpus.length ? `${worker.gpus.length} GPU${worker.gpus.length > 1 ? "s" : ""} (${kinds})` : "CPU only";
+      const state = worker.online ? `${worker.busy_slots} of ${worker.slots} slot${worker.slots > 1 ? "s" : ""} busy` : "offline";
+      return `${worker.name}: ${gpus}, ${state}`;
+    })
+    .join(" · ");
 }
 
 // The optimization metric as the epoch logs name it: "Test ROC AUC", or "Test ROC AUC (churn)"
