@@ -116,6 +116,22 @@ def session_row(session: Session, metric: str) -> dict[str, Any]:
     }
 
 
+# Every metric name in the order the metric lists show them (binary first, then what only the
+# others have); a name none of them knows goes last.
+DISPLAY_ORDER = {
+    name: position
+    for position, name in enumerate(
+        dict.fromkeys(
+            [
+                *metric_names("binary", True),
+                *metric_names("multiclass", True),
+                *metric_names("regression", True),
+            ]
+        )
+    )
+}
+
+
 def metric_columns(metric: str, rows: Iterable[dict[str, Any]]) -> list[str]:
     """Test metrics (then Train) found in the rows' final metrics, the optimization metric first."""
     seen: dict[str, None] = {}
@@ -123,8 +139,21 @@ def metric_columns(metric: str, rows: Iterable[dict[str, Any]]) -> list[str]:
         for name in row["final_metrics"]:
             seen.setdefault(name, None)
     rank = {"Test": 0, "Train": 1}
-    names = sorted(seen, key=lambda name: (name != metric, rank.get(name.split(" ", 1)[0], 2)))
-    return names
+
+    def order(name: str) -> tuple:
+        prefix, _, base = name.partition(" ")
+        head, _, output = base.partition(" (")  # "ROC AUC (churn)": a multi-output model's output
+        # The display order of the metric lists, not the stored order: PostgreSQL's jsonb keeps
+        # keys sorted its own way, so two databases would show the columns differently.
+        return (
+            name != metric,
+            rank.get(prefix, 2),
+            output,
+            DISPLAY_ORDER.get(head, len(DISPLAY_ORDER)),
+            name,
+        )
+
+    return sorted(seen, key=order)
 
 
 def _sort_value(key: str, metric: str) -> Callable[[dict[str, Any]], Any]:

@@ -80,8 +80,8 @@ def test_the_sessions_table_shows_each_run_and_sorts_by_any_column(mltask, users
     assert answer["metric"] == "Test ROC AUC" and answer["greater_is_better"] is True
     assert answer["sort"] == "-id"
     assert ids(answer) == [queued.pk, running.pk, failed.pk, poor.pk, good.pk]  # newest first
-    # The optimization metric first, then the other Test metrics, then Train.
-    assert answer["columns"] == ["Test ROC AUC", "Test Log Loss", "Test Accuracy", "Train ROC AUC"]
+    # The optimization metric first, then the other Test metrics in the metric list's order, then Train.
+    assert answer["columns"] == ["Test ROC AUC", "Test Accuracy", "Test Log Loss", "Train ROC AUC"]
     assert answer["higher_is_better"] == {
         "Test ROC AUC": True,
         "Test Log Loss": False,

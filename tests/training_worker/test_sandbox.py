@@ -128,8 +128,8 @@ def runners(monkeypatch: pytest.MonkeyPatch) -> list[sandbox.RunnerProcess]:
     started: list[sandbox.RunnerProcess] = []
     real = supervisor_module.spawn_runner
 
-    def spy(workdir: Path, config: SandboxConfig | None = None) -> sandbox.RunnerProcess:
-        runner = real(workdir, config)
+    def spy(workdir: Path, config: SandboxConfig | None = None, **options) -> sandbox.RunnerProcess:
+        runner = real(workdir, config, **options)
         started.append(runner)
         return runner
 
