@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from analyses import live
+from analyses import activity, live
 from analyses.models import ScoringJob, Session, Worker
 from training_worker.events import Status
 from training_worker.workers import OFFLINE_AFTER_SECONDS
@@ -36,6 +36,7 @@ def fail_lost_sessions(older_than_seconds: float) -> int:
             live.publish(
                 session_id, {"type": "done", "status": Status.FAILED, "final_metrics": {}, "error": error}
             )
+            activity.session_ended(Session.objects.get(pk=session_id))  # the platform's feed entry
     return len(lost)
 
 
