@@ -7,17 +7,42 @@ PermissionDenied (403), since they can already see the object exists.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404
 
 from analyses.models import ROLE_RANK, Analysis, Dataset, Membership, MLTask, Project, Role, Session
 
 
+def _memberships_of(user):
+    """The user's own memberships and those of their groups."""
+    return Membership.objects.filter(Q(user=user) | Q(group__user=user))
+
+
+def _highest(roles) -> Role | None:
+    return max((Role(role) for role in roles), key=ROLE_RANK.__getitem__, default=None)
+
+
 def role_in(user, project: Project | int) -> Role | None:
+    """The highest of the user's own role and their groups' roles in the project; None: outsider."""
     if not getattr(user, "is_authenticated", False):
         return None
     project_id = project.pk if isinstance(project, Project) else project
-    role = Membership.objects.filter(project_id=project_id, user=user).values_list("role", flat=True).first()
-    return Role(role) if role else None
+    return _highest(_memberships_of(user).filter(project_id=project_id).values_list("role", flat=True))
+
+
+def roles_of(user) -> dict[int, Role]:
+    """{project id: the user's role} for every project the user reaches, directly or by a group."""
+    if not getattr(user, "is_authenticated", False):
+        return {}
+    roles: dict[int, Role] = {}
+    for project_id, role in _memberships_of(user).values_list("project_id", "role"):
+        roles[project_id] = _highest([role, roles.get(project_id, role)])
+    return roles
+
+
+def project_ids_of(user):
+    """The ids of the projects the user reaches (a subquery: no duplicates, no ordering)."""
+    return _memberships_of(user).values("project_id")
 
 
 def _check(user, project_id: int, needed: Role) -> Role:
@@ -67,4 +92,4 @@ def get_session_for(user, pk: int, role: Role = Role.VIEWER) -> Session:
 
 
 def projects_of(user):
-    return Project.objects.filter(memberships__user=user).order_by("name")
+    return Project.objects.filter(pk__in=project_ids_of(user)).order_by("name")

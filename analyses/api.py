@@ -13,14 +13,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest
 from django.utils import timezone
-from ninja import Body, Form, NinjaAPI, Schema, Status
+from ninja import Body, Field, Form, NinjaAPI, Schema, Status
 from ninja import File as FileParam
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.files import UploadedFile
 from ninja.security import APIKeyHeader, SessionAuth
 
-from analyses import access, health
+from analyses import access, activity, health, teams
 from analyses.datasets import (
     DatasetError,
     guess_prediction_type,
@@ -42,6 +42,7 @@ from analyses.design import (
     retarget_features,
 )
 from analyses.models import Analysis, ApiToken, Dataset, Membership, MLTask, Project, Role
+from analyses.revisions import conflict_details, record_revision
 from analyses.serializers import (
     analysis_json,
     dataset_json,
@@ -77,6 +78,7 @@ class TokenAuth(APIKeyHeader):
         )
         if token is None:
             return None
+        token.touch()
         request.user = token.user
         return token.user
 
@@ -145,7 +147,8 @@ def issue_token(request, payload: Credentials):
     user = authenticate(request, username=payload.username, password=payload.password)
     if user is None:
         raise HttpError(401, "Wrong username or password.")
-    return {"token": ApiToken.issue(user).key}
+    # Named for where it came from: the Profile page lists tokens by name.
+    return {"token": ApiToken.issue(user, name="POST /api/token/").key}
 
 
 class NewUser(Schema):
@@ -193,10 +196,8 @@ class NewProject(Schema):
 
 @api.get("/projects/", tags=["projects"])
 def list_projects(request):
-    memberships = (
-        Membership.objects.filter(user=request.user).select_related("project").order_by("project__name")
-    )
-    return [project_json(m.project, m.role) for m in memberships]
+    roles = access.roles_of(request.user)  # own memberships and the user's groups'
+    return [project_json(project, roles[project.pk]) for project in access.projects_of(request.user)]
 
 
 @api.post("/projects/", response={201: dict}, tags=["projects"])
@@ -213,39 +214,38 @@ def create_project(request, payload: NewProject):
 @api.get("/projects/{project_id}/", tags=["projects"])
 def get_project(request, project_id: int):
     project = access.get_project_for(request.user, project_id)
-    members = project.memberships.select_related("user").order_by("user__username")
+    members = teams.members_json(project)
     return {
         **project_json(project, access.role_in(request.user, project)),
-        "members": [{"username": m.user.username, "role": m.role} for m in members],
+        "members": members["users"],
+        "groups": members["groups"],
         "datasets": [dataset_json(d) for d in project.datasets.order_by("name")],
         "analyses": [analysis_json(a) for a in project.analyses.order_by("name")],
     }
 
 
 class NewMember(Schema):
-    username: str
+    username: str | None = None
+    group: str | None = None  # a Django group's name: each of its users gets the role
     role: Role
 
 
 @api.post("/projects/{project_id}/members/", response={201: dict}, tags=["projects"])
 def add_member(request, project_id: int, payload: NewMember):
+    """Add a user (`username`) or a whole group (`group`) with `role`, or change its role (owners);
+    409 when that would leave the project without an owner."""
     project = access.get_project_for(request.user, project_id, Role.OWNER)
-    user = get_user_model().objects.filter(username=payload.username).first()
-    if user is None:
-        raise HttpError(404, f"No user named {payload.username!r}; an admin creates accounts first.")
-    Membership.objects.update_or_create(project=project, user=user, defaults={"role": payload.role})
-    return Status(201, {"username": user.username, "role": payload.role})
+    previous = activity.member_role(project, payload.username, payload.group)  # feed: added or changed?
+    member = teams.set_member(project, payload.role, username=payload.username, group=payload.group)
+    activity.member_set(project, request.user, member, previous)
+    return Status(201, member)
 
 
 @api.delete("/projects/{project_id}/members/{username}/", tags=["projects"])
 def remove_member(request, project_id: int, username: str):
     project = access.get_project_for(request.user, project_id, Role.OWNER)
-    membership = project.memberships.filter(user__username=username).first()
-    if membership is None:
-        raise Http404
-    if membership.role == Role.OWNER and project.memberships.filter(role=Role.OWNER).count() == 1:
-        raise HttpError(409, "A project keeps at least one owner; make someone else owner first.")
-    membership.delete()
+    teams.remove_member(project, username=username)  # 409 for the last owner (analyses.teams)
+    activity.record(project, request.user, "member_removed", label=username)
     return {"removed": username}
 
 
@@ -256,9 +256,12 @@ def get_variables(request, project_id: int):
 
 @api.put("/projects/{project_id}/variables/", tags=["projects"])
 def put_variables(request, project_id: int, payload: dict[str, Any] = Body(...)):
-    project = access.get_project_for(request.user, project_id, Role.EDITOR)
+    project = access.get_project_for(request.user, project_id, Role.OWNER)  # owners manage variables
+    teams.check_variables(payload)
+    changed = activity.changed_keys(project.variables, payload)
     project.variables = payload
     project.save(update_fields=["variables"])
+    activity.record(project, request.user, "variables_changed", names=changed)
     return project.variables
 
 
@@ -283,6 +286,7 @@ def upload_dataset(request, project_id: int, file: UploadedFile = FileParam(None
     filename = Path(file.name or "upload.csv").name
     path = Path(file.temporary_file_path())
     dataset = store_dataset(project, path, filename, name, request.user, file.size)
+    activity.record(project, request.user, "uploaded", dataset, rows=dataset.rows)
     return Status(201, dataset_json(dataset))
 
 
@@ -310,6 +314,13 @@ def edit_dataset(request, dataset_id: int, payload: DatasetEdit):
     with transaction.atomic():
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
         override_types(dataset, [(c.name, c.type) for c in payload.columns])
+    activity.record(
+        dataset.project,
+        request.user,
+        "edited_dataset",
+        dataset,
+        columns={column.name: column.type for column in payload.columns},
+    )
     return dataset_json(dataset)
 
 
@@ -342,6 +353,7 @@ def create_analysis(request, project_id: int, payload: NewAnalysis):
         name=(payload.name.strip() or f"Analysis of {dataset.name}")[:200],
         created_by=request.user,
     )
+    activity.record(project, request.user, "created_analysis", analysis, dataset=dataset.name)
     return Status(201, analysis_json(analysis))
 
 
@@ -452,17 +464,20 @@ def create_mltask(request, analysis_id: int, payload: NewMLTask):
     dataset = analysis.dataset
     targets = [_checked_target(dataset, name, kind) for name, kind in _requested_targets(payload)]
     first = targets[0]
-    mltask = MLTask.objects.create(
-        analysis=analysis,
-        target=first["name"],
-        prediction_type=first["prediction_type"],
-        classes=first["classes"],
-        extra_targets=targets[1:],
-        updated_by=request.user,
-        **default_design(
-            dataset, first["name"], first["prediction_type"], targets if len(targets) > 1 else None
-        ),
-    )
+    with transaction.atomic():  # the ML task and its first revision, together
+        mltask = MLTask.objects.create(
+            analysis=analysis,
+            target=first["name"],
+            prediction_type=first["prediction_type"],
+            classes=first["classes"],
+            extra_targets=targets[1:],
+            updated_by=request.user,
+            **default_design(
+                dataset, first["name"], first["prediction_type"], targets if len(targets) > 1 else None
+            ),
+        )
+        record_revision(mltask, request.user)
+    activity.record(analysis.project_id, request.user, "created_mltask", mltask)
     return Status(201, mltask_json(mltask))
 
 
@@ -482,6 +497,7 @@ class MLTaskEdit(Schema):
     features: list[dict[str, Any]] | None = None
     split: dict[str, Any] | None = None
     metric: str | None = None
+    message: str | None = Field(None, max_length=500)  # kept with the revision this save makes
 
 
 @api.patch("/mltasks/{mltask_id}/", tags=["analyses"])
@@ -534,10 +550,15 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
                 + ".",
             )
         changes["metric"] = payload.metric
-    # Compare-and-set on the version: a stale save is refused, never silently merged.
-    updated = MLTask.objects.filter(pk=mltask.pk, version=payload.version).update(
-        **changes, version=payload.version + 1, updated_by=request.user, updated_at=timezone.now()
-    )
+    # Compare-and-set on the version: a stale save is refused, never silently merged. Its
+    # revision commits with it (analyses.revisions).
+    with transaction.atomic():
+        updated = MLTask.objects.filter(pk=mltask.pk, version=payload.version).update(
+            **changes, version=payload.version + 1, updated_by=request.user, updated_at=timezone.now()
+        )
+        if updated:
+            mltask.refresh_from_db()
+            record_revision(mltask, request.user, payload.message)
     if not updated:
         mltask.refresh_from_db()
         who = mltask.updated_by.username if mltask.updated_by else "someone"
@@ -548,10 +569,15 @@ def edit_mltask(request, mltask_id: int, payload: MLTaskEdit):
                 f"{payload.version}, the latest is {mltask.version}). Reload to see their change, "
                 "then apply yours again.",
                 "current": mltask_json(mltask),
+                # Who saved since, and the diff from the client's version to the current one.
+                "conflict": conflict_details(mltask, payload.version),
             },
             status=409,
         )
     mltask.refresh_from_db()
+    activity.record(
+        mltask.project, request.user, "edited_mltask", mltask, version=mltask.version, fields=sorted(changes)
+    )
     return mltask_json(mltask)
 
 
@@ -633,6 +659,7 @@ def train(request, mltask_id: int):
         reasons = "; ".join(error["message"] for error in validation.get("errors") or []) or "unknown"
         raise HttpError(400, f"This design failed validation, so it cannot train: {reasons} Fix it and save.")
     session = start_session(mltask, request.user)
+    activity.session_action(request.user, "trained", session)
     return Status(201, session_summary(session))
 
 
@@ -649,13 +676,14 @@ def resume(request, session_id: int, payload: ResumeRequest | None = None):
         session = resume_session(source, request.user, payload.epochs if payload else None)
     except SessionStateError as exc:
         raise HttpError(400, str(exc)) from exc
+    activity.session_action(request.user, "continued", session, from_session=source.pk)
     return Status(201, session_summary(session))
 
 
 @api.get("/mltasks/{mltask_id}/sessions/", tags=["sessions"])
 def list_sessions(request, mltask_id: int):
     mltask = access.get_mltask_for(request.user, mltask_id)
-    return [session_summary(s) for s in mltask.sessions.select_related("created_by")]
+    return [session_summary(s) for s in mltask.sessions.select_related("created_by", "revision")]
 
 
 @api.get("/sessions/{session_id}/", tags=["sessions"])
@@ -667,7 +695,9 @@ def get_session(request, session_id: int):
 def interrupt(request, session_id: int):
     session = access.get_session_for(request.user, session_id, Role.EDITOR)
     try:
-        return session_summary(request_interrupt(session))
+        stopped = request_interrupt(session)
+        activity.session_action(request.user, "interrupted", stopped, status=stopped.status)
+        return session_summary(stopped)
     except SessionStateError as exc:
         raise HttpError(409, str(exc)) from None
 
@@ -676,7 +706,9 @@ def interrupt(request, session_id: int):
 def abort(request, session_id: int):
     session = access.get_session_for(request.user, session_id, Role.EDITOR)
     try:
-        return session_summary(request_abort(session))
+        stopped = request_abort(session)
+        activity.session_action(request.user, "aborted", stopped, status=stopped.status)
+        return session_summary(stopped)
     except SessionStateError as exc:
         raise HttpError(409, str(exc)) from None
 
@@ -713,3 +745,19 @@ api.add_router("", report_router)
 from analyses.scoring_api import router as scoring_router  # noqa: E402
 
 api.add_router("", scoring_router)
+
+from analyses.revisions_api import router as revisions_router  # noqa: E402
+
+api.add_router("", revisions_router)
+
+from analyses.teams_api import router as teams_router  # noqa: E402
+
+api.add_router("", teams_router)
+
+from analyses.activity_api import router as activity_router  # noqa: E402
+
+api.add_router("", activity_router)
+
+from analyses.duplicate_api import router as duplicate_router  # noqa: E402
+
+api.add_router("", duplicate_router)

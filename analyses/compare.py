@@ -295,10 +295,8 @@ def _get(design: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-def _code_diff(before: str, after: str, a: int, b: int) -> str:
-    lines = difflib.unified_diff(
-        before.splitlines(), after.splitlines(), f"session {a}", f"session {b}", lineterm="", n=3
-    )
+def _code_diff(before: str, after: str, label_a: str, label_b: str) -> str:
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), label_a, label_b, lineterm="", n=3)
     return "\n".join(lines)
 
 
@@ -360,17 +358,21 @@ def diff_sessions(a: Session, b: Session) -> dict[str, Any]:
     """What changed from session ``a``'s design to ``b``'s: unified diffs of each code tab and
     the settings that differ."""
     before, after = a.design or {}, b.design or {}
-    code = []
-    for name, label, path in CODE_FIELDS:
-        old, new = _get(before, path) or "", _get(after, path) or ""
-        code.append(
-            {"name": name, "label": label, "changed": old != new, "diff": _code_diff(old, new, a.pk, b.pk)}
-        )
-    settings = changed_settings(before, after)
     return {
         "a": {"id": a.pk, "status": a.status, "design_version": before.get("version")},
         "b": {"id": b.pk, "status": b.status, "design_version": after.get("version")},
-        "code": code,
-        "settings": settings,
-        "same": not settings and not any(item["changed"] for item in code),
+        **diff_designs(before, after, f"session {a.pk}", f"session {b.pk}"),
     }
+
+
+def diff_designs(before: dict[str, Any], after: dict[str, Any], label_a: str, label_b: str) -> dict[str, Any]:
+    """What changed from design ``before`` to ``after`` (two sessions' snapshots, or two revisions
+    of an ML task): `code`, a unified diff per code tab whose headers are the labels, `settings`,
+    each changed setting, and `same`."""
+    code = []
+    for name, label, path in CODE_FIELDS:
+        old, new = _get(before, path) or "", _get(after, path) or ""
+        diff = _code_diff(old, new, label_a, label_b)
+        code.append({"name": name, "label": label, "changed": old != new, "diff": diff})
+    settings = changed_settings(before, after)
+    return {"code": code, "settings": settings, "same": not settings and not any(i["changed"] for i in code)}

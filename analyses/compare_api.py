@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Router
 from ninja.errors import HttpError
 
-from analyses import access
+from analyses import access, activity
 from analyses.compare import (
     CompareError,
     compare_sessions,
@@ -79,6 +79,7 @@ def delete(request: HttpRequest, session_id: int) -> HttpResponse:
         delete_session(session)
     except SessionStateError as exc:
         raise HttpError(409, str(exc)) from None
+    activity.session_action(request.user, "deleted_session", session)
     return HttpResponse(status=204)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from analyses.sources import summary
 from training_worker.events import FINAL_STATUSES, Status
@@ -36,12 +38,30 @@ class Project(models.Model):
 
 
 class Membership(models.Model):
+    """A user's or a whole Django group's role in a project (exactly one of `user` and `group`).
+
+    A user's role is the highest of their own membership and those of their groups (analyses.access).
+    """
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="memberships"
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="project_memberships"
+    )
     role = models.CharField(max_length=10, choices=Role.choices)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user"),
+            models.UniqueConstraint(fields=["project", "group"], name="one_membership_per_group"),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="membership_user_xor_group",
+            ),
+        ]
 
 
 class ApiToken(models.Model):
@@ -50,10 +70,24 @@ class ApiToken(models.Model):
     key = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     created_at = models.DateTimeField(auto_now_add=True)
+    name = models.CharField(max_length=100, blank=True, default="")  # what the user calls it
+    last_used_at = models.DateTimeField(null=True, blank=True)  # refreshed at most once a minute
 
     @classmethod
-    def issue(cls, user) -> ApiToken:
-        return cls.objects.create(user=user, key=secrets.token_hex(20))
+    def issue(cls, user, name: str = "") -> ApiToken:
+        return cls.objects.create(user=user, key=secrets.token_hex(20), name=name[:100])
+
+    @property
+    def prefix(self) -> str:
+        """What lists show of the key: enough to recognise it, too little to use it."""
+        return self.key[:8]
+
+    def touch(self) -> None:
+        """Note a use; at most one write a minute, so a busy script does not write on every call."""
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at >= timedelta(minutes=1):
+            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
 
 
 class Dataset(models.Model):
@@ -155,6 +189,30 @@ class MLTask(models.Model):
         }
 
 
+class MLTaskRevision(models.Model):
+    """One saved state of an ML task's design (analyses.revisions): creation, every edit and every
+    restore add one, so history is never rewritten. ``number`` is the ML task's version after that
+    save; ``design`` is ``MLTask.design()`` at that version."""
+
+    mltask = models.ForeignKey(MLTask, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    message = models.CharField(max_length=500, blank=True, default="")
+    # What changed from the revision before, in one line: kept so the history list reads no designs.
+    summary = models.CharField(max_length=500, blank=True, default="")
+    restored_from = models.PositiveIntegerField(null=True, blank=True)  # the number a restore brought back
+    design = models.JSONField()
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["mltask", "number"], name="one_revision_per_mltask_version")
+        ]
+
+
 class Session(models.Model):
     """One training run, with a frozen snapshot of its ML task's design.
 
@@ -170,6 +228,10 @@ class Session(models.Model):
         max_length=12, choices=[(s.value, s.value) for s in Status], default=Status.QUEUED, db_index=True
     )
     design = models.JSONField()
+    # The ML task revision it ran (a resumed session: its source's); None for sessions older than history.
+    revision = models.ForeignKey(
+        "MLTaskRevision", null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -275,3 +337,26 @@ class ScoringJob(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class Activity(models.Model):
+    """One entry of a project's activity feed (analyses.activity): who did what to which object.
+
+    The object is kept as type + id + a label written at the time, so an entry still reads well
+    once its object is renamed or deleted. ``actor`` None: the platform (a session that ended).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activities")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verb = models.CharField(max_length=40)
+    object_type = models.CharField(max_length=40, blank=True, default="")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    label = models.CharField(max_length=255, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="activity_project_recent")]

@@ -14,11 +14,11 @@ from django.db import transaction
 from django.db.models import Count, Max, OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import path, reverse
+from django.urls import include, path, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
-from analyses import access
+from analyses import access, teams
 from analyses.compare import CompareError, compare_sessions, parse_ids, sessions_of
 from analyses.design import handling_schema
 from analyses.models import ROLE_RANK, Membership, MLTask, PredictionType, Project, Role, Session
@@ -111,7 +111,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 project = Project.objects.create(name=name[:200], created_by=request.user)
                 Membership.objects.create(project=project, user=request.user, role=Role.OWNER)
             return redirect("project", project.pk)
-    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    roles = access.roles_of(request.user)  # own memberships and the user's groups'
     projects = access.projects_of(request.user).annotate(
         num_datasets=Count("datasets", distinct=True),
         num_analyses=Count("analyses", distinct=True),
@@ -139,7 +139,7 @@ def project_page(request: HttpRequest, project_id: int) -> HttpResponse:
     context = _project_context(request, project) | {
         "datasets": project.datasets.order_by("name", "id"),
         "analyses": analyses,
-        "members": project.memberships.select_related("user").order_by("user__username"),
+        "members": teams.members_json(project),  # {users, groups}
         "is_owner": access.role_in(request.user, project) == Role.OWNER,
         "breadcrumbs": _crumbs(project),
         "page_data": {"project": project.pk},
@@ -320,4 +320,5 @@ urlpatterns = [
     path("projects/<int:project_id>/mltasks/<int:mltask_id>/", mltask_page, name="mltask"),
     path("projects/<int:project_id>/mltasks/<int:mltask_id>/compare/", compare_page, name="compare"),
     path("projects/<int:project_id>/sessions/<int:session_id>/", session_page, name="session"),
+    path("", include("analyses.team_pages")),  # members, variables, accounts, profile
 ]

@@ -14,7 +14,7 @@ from django.http import FileResponse, Http404, JsonResponse, StreamingHttpRespon
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from analyses import access
+from analyses import access, activity
 from analyses.dataset_csv import csv_chunks, csv_filename
 from analyses.export import export_bundle
 from analyses.models import Role, ScoringJob
@@ -53,6 +53,7 @@ def score_dataset(request, session_id: int, payload: ScoreRequest):
         job = start_scoring_job(session, dataset, request.user)
     except (ScoringRequestError, NoModel) as exc:
         return _refused(exc)
+    activity.session_action(request.user, "scored", session, dataset=dataset.name, job=job.pk)
     return Status(201, job_json(job))
 
 

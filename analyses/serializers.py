@@ -81,6 +81,8 @@ def session_summary(session: Session) -> dict[str, Any]:
         "started_at": iso(session.started_at),
         "ended_at": iso(session.ended_at),
         "worker": session.worker,
+        # The number of the ML task revision it ran (None for sessions older than history).
+        "revision": session.revision.number if session.revision_id else None,
     }
 
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from analyses import live
 from analyses.models import EpochMetric, MLTask, Session
+from analyses.revisions import current_revision
 from training_worker import dispatch
 from training_worker.events import Status
 
@@ -22,6 +23,7 @@ def start_session(mltask: MLTask, user) -> Session:
         session = Session.objects.create(
             mltask=mltask,
             design=design,
+            revision=current_revision(mltask),  # the revision whose design it froze
             created_by=user,
             # Advanced mode: the Training tab's code decides; the runner's progress events say.
             epochs_total=0
@@ -64,6 +66,7 @@ def resume_session(source: Session, user, epochs: int | None = None) -> Session:
         session = Session.objects.create(
             mltask=source.mltask,
             design=resumed,
+            revision_id=source.revision_id,  # it goes on with the source's design
             created_by=user,
             epochs_total=total,
             epochs_done=epochs_done,

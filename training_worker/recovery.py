@@ -1,4 +1,5 @@
-"""Sessions whose supervisor is gone: the heartbeat tells, the row is marked failed ("worker lost")."""
+"""Work whose worker is gone is marked failed ("worker lost"): sessions by their own heartbeat,
+batch scoring jobs by their worker's (training_worker.workers)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from analyses import live
-from analyses.models import Session
+from analyses import activity, live
+from analyses.models import ScoringJob, Session, Worker
 from training_worker.events import Status
+from training_worker.workers import OFFLINE_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,27 @@ def fail_lost_sessions(older_than_seconds: float) -> int:
             live.publish(
                 session_id, {"type": "done", "status": Status.FAILED, "final_metrics": {}, "error": error}
             )
+            activity.session_ended(Session.objects.get(pk=session_id))  # the platform's feed entry
     return len(lost)
+
+
+JOB_LOST_MESSAGE = "Worker lost: the worker running this scoring job stopped (restart or crash). Score again."
+
+
+def fail_lost_scoring_jobs(older_than_seconds: float) -> int:
+    """Running scoring jobs whose worker has not said it is up for ``older_than_seconds`` → failed.
+    A job's own progress is no heartbeat (a large model may predict one chunk for minutes); its
+    worker's advertisement is."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    alive = Worker.objects.filter(last_seen__gt=cutoff).values_list("name", flat=True)
+    lost = ScoringJob.objects.filter(status=ScoringJob.Status.RUNNING, started_at__lte=cutoff).exclude(
+        worker__in=list(alive)
+    )
+    return lost.update(
+        status=ScoringJob.Status.FAILED,
+        ended_at=timezone.now(),
+        error={"phase": "runner", "tab": None, "line": None, "message": JOB_LOST_MESSAGE},
+    )
 
 
 def start_reaper(lost_after_seconds: float) -> threading.Thread:
@@ -51,6 +73,8 @@ def start_reaper(lost_after_seconds: float) -> threading.Thread:
             try:
                 if count := fail_lost_sessions(lost_after_seconds):
                     log.warning("marked %s session(s) failed: worker lost", count)
+                if count := fail_lost_scoring_jobs(max(lost_after_seconds, OFFLINE_AFTER_SECONDS)):
+                    log.warning("marked %s scoring job(s) failed: worker lost", count)
             except Exception:
                 log.warning("the reaper could not check sessions", exc_info=True)
             finally:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from analyses import live
+from analyses import activity, live
 from analyses.models import EpochMetric, Session, SessionLog
 from training_worker import gpus, warm
 from training_worker.events import MAX_EVENT_BYTES, BadEvent, Status, parse_event
@@ -445,7 +445,7 @@ def finish(
         fields["final_metrics"] = final_metrics
     if artifacts is not None:
         fields["artifacts"] = artifacts
-    Session.objects.filter(pk=session_id, status__in=ACTIVE).update(**fields)
+    ended = Session.objects.filter(pk=session_id, status__in=ACTIVE).update(**fields)
     session = Session.objects.get(pk=session_id)
     live.publish(
         session_id,
@@ -456,3 +456,5 @@ def finish(
             "error": session.error,
         },
     )
+    if ended:  # this call ended it: one entry in the project's feed (never raises)
+        activity.session_ended(session)

@@ -15,7 +15,8 @@ from typing import Any
 
 from django.conf import settings
 
-from analyses.models import Membership, Session
+from analyses.access import project_ids_of
+from analyses.models import Session
 
 FOLDER = "trained_models"
 # The most recent models offered; older ones stay reachable by retraining.
@@ -27,7 +28,7 @@ def link_trained_models(user: Any, workdir: Path, exclude_session: int | None = 
     the models ``user`` may read, except ``exclude_session``'s (the session being run)."""
     if user is None:
         return []
-    projects = Membership.objects.filter(user=user).values_list("project_id", flat=True)
+    projects = project_ids_of(user)  # the user's own projects and their groups' ones
     sessions = (
         Session.objects.filter(
             mltask__analysis__project_id__in=projects, status__in=("succeeded", "interrupted")

@@ -23,7 +23,10 @@ def _user_for_token(key: str):
     from analyses.models import ApiToken
 
     token = ApiToken.objects.select_related("user").filter(key=key, user__is_active=True).first()
-    return token.user if token else AnonymousUser()
+    if token is None:
+        return AnonymousUser()
+    token.touch()
+    return token.user
 
 
 class TokenOrCookieAuthMiddleware:

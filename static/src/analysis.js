@@ -1,6 +1,7 @@
 // Analysis page: add an ML task (target + prediction type) and open its design page.
 import { $, busy, pageData, showMessage } from "./lib/dom.js";
 import { createMLTask, mltaskPageUrl } from "./lib/mltasks.js";
+import { setupDuplicate } from "./lib/duplicate.js";
 
 const data = pageData();
 const form = $("#new-mltask");
@@ -23,3 +24,4 @@ if (form) {
     });
   });
 }
+setupDuplicate($("#duplicate"), { kind: "analysis", id: data.analysis, project: data.project });

@@ -6,6 +6,8 @@ import { ApiError, getJSON, patchJSON, postJSON } from "./lib/api.js";
 import { $, busy, clearMessage, el, pageData, showMessage } from "./lib/dom.js";
 import { clearMarks, createCodeEditor, getText, markLine, revealLine, setMarks, setText } from "./lib/editor.js";
 import { createFeaturesEditor } from "./lib/features.js";
+import { setupDuplicate } from "./lib/duplicate.js";
+import { createHistory, showConflict, tracked, watchTeammates } from "./lib/history.js";
 import { createSessionsTable } from "./lib/sessions_table.js";
 import {
   createTargetsEditor,
@@ -384,9 +386,11 @@ async function save() {
   if (SPLIT_KEYS.some((key) => sent[key] !== saved[key])) payload.split = splitPayload(sent);
   // While the first target's type is to be guessed, the server picks the metric that fits it.
   if (sent.metric !== saved.metric && !metricSelect.disabled) payload.metric = sent.metric;
+  const note = $("#save-message")?.value.trim() || "";
+  if (note) payload.message = note; // kept with the revision this save makes
   clearMessage();
   try {
-    const mltask = await patchJSON(mltaskUrl, payload);
+    const mltask = await tracked(patchJSON(mltaskUrl, payload));
     $("#conflict").hidden = true;
     const typedSince = getText(editor) !== sent.code;
     const now = current();
@@ -408,11 +412,14 @@ async function save() {
     showRevision();
     refreshDirty();
     showMessage(`Saved — version ${saved.version}.`, "ok");
+    if (note && $("#save-message").value.trim() === note) $("#save-message").value = "";
+    revisionHistory.refresh();
     return true;
   } catch (error) {
     if (error instanceof ApiError && error.status === 409) {
       conflict = error.body?.current || null;
       $("#conflict").hidden = !conflict;
+      showConflict(error.body); // who saved since, and the diff from the version edited here
     }
     showMessage(error.message, "error");
     return false;
@@ -722,3 +729,31 @@ if (data.mltask.validation) showStoredVerdict(data.mltask.validation);
 showWorkers();
 markLineFromUrl();
 createSessionsTable($("#sessions-section"), data);
+
+// Revision history, and a note when a teammate saves while this page is open.
+function loadLatest(mltask) {
+  clearMessage();
+  conflict = null;
+  $("#conflict").hidden = true;
+  loadIntoForm(mltask);
+}
+const revisionHistory = createHistory($("#history"), {
+  mltaskId: data.mltask.id,
+  canEdit,
+  getVersion: () => saved.version,
+  isDirty,
+  onRestored: loadLatest,
+});
+watchTeammates({
+  mltaskId: data.mltask.id,
+  getVersion: () => saved.version,
+  isDirty,
+  load: loadLatest,
+  onNewVersion: () => revisionHistory.refresh(),
+});
+setupDuplicate($("#duplicate"), {
+  kind: "mltask",
+  id: data.mltask.id,
+  project: data.project,
+  analysis: data.mltask.analysis,
+});

@@ -1,8 +1,9 @@
 // Project page: upload a CSV with a progress bar (then open the new dataset), and, for owners,
 // add members through the API.
-import { postJSON } from "./lib/api.js";
+import { api, postJSON } from "./lib/api.js";
 import { $, busy, el, pageData, showMessage } from "./lib/dom.js";
 import { uploadFile } from "./lib/upload.js";
+import { setupActivity } from "./lib/activity.js";
 
 const data = pageData();
 
@@ -81,5 +82,30 @@ function setupMembers() {
   });
 }
 
+// Owners: delete the project once its name is typed (the button stays disabled until then).
+function setupDelete() {
+  const form = $("#delete-project-form");
+  if (!form) return;
+  const input = $("#delete-project-name");
+  const button = $("#delete-project-button");
+  input.addEventListener("input", () => {
+    button.disabled = input.value.trim() !== input.dataset.name;
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (input.value.trim() !== input.dataset.name) return;
+    await busy(button, async () => {
+      try {
+        await api("DELETE", `/api/projects/${data.project}/`);
+        window.location.assign("/");
+      } catch (error) {
+        showMessage(error.message, "error", $("#delete-project-message"));
+      }
+    });
+  });
+}
+
+setupActivity(data.project);
 setupUpload();
 setupMembers();
+setupDelete();

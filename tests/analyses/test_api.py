@@ -254,7 +254,7 @@ def test_owner_manages_members_and_variables(project, clients, users):
         .status_code
         == 403
     )
-    put = clients["editor"].put(
+    put = clients["owner"].put(
         f"/api/projects/{project.pk}/variables/", json.dumps({"lr": 0.01}), content_type="application/json"
     )
     assert put.status_code == 200 and put.json() == {"lr": 0.01}
