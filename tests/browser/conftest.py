@@ -22,8 +22,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def studio(tmp_path_factory):
+    """One studio for every browser test (each starts ~15 s of processes): tests make their own
+    projects and leave no session running."""
     with embedded_studio(tmp_path_factory.mktemp("browser-data")) as running:
         yield running
 
