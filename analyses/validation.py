@@ -8,10 +8,7 @@ runs in this process: it is spawned exactly as for a session, from a throw-away 
 
 from __future__ import annotations
 
-import os
-import selectors
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +18,12 @@ from django.conf import settings
 
 from analyses.models import MLTask
 from training_worker import warm
-from training_worker.events import MAX_EVENT_BYTES, BadEvent, parse_event
+from training_worker.runner_output import follow
 from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
 from training_worker.workdirs import VALIDATION_ROWS, write_workdir
 
 # A dry run that has not answered by then is stopped (TensorFlow's import alone takes ~10 s cold).
 VALIDATION_TIMEOUT_SECONDS = 120
-MAX_OUTPUT_BYTES = 64 * 1024
 
 
 def validate_design(mltask: MLTask, user: Any) -> dict[str, Any]:
@@ -83,49 +79,6 @@ def validate_design(mltask: MLTask, user: Any) -> dict[str, Any]:
 
 def _dry_run(runner: RunnerProcess) -> tuple[list[dict[str, Any]], str]:
     """The runner's events until it exits (or the time limit), and the end of its output."""
-    deadline = time.monotonic() + VALIDATION_TIMEOUT_SECONDS
     events: list[dict[str, Any]] = []
-    pending = {runner.events_fd: b"", runner.process.stdout.fileno(): b""}
-    output = b""
-    selector = selectors.DefaultSelector()
-    for fd in pending:
-        selector.register(fd, selectors.EVENT_READ)
-    try:
-        while pending.keys() & {runner.events_fd} and (left := deadline - time.monotonic()) > 0:
-            for key, _ in selector.select(timeout=left):
-                chunk = os.read(key.fd, 65536)
-                if not chunk:  # that end closed: the runner exited
-                    selector.unregister(key.fd)
-                    del pending[key.fd]
-                elif key.fd == runner.events_fd:
-                    *lines, pending[key.fd] = (pending[key.fd] + chunk).split(b"\n")
-                    events += _parsed(lines)
-                    if len(pending[key.fd]) > MAX_EVENT_BYTES:  # never an event: keep nothing of it
-                        pending[key.fd] = b"\xff"  # the rest of that line is refused as not JSON
-                else:  # the user's prints and warnings: only the end matters for a message
-                    output = (output + chunk)[-MAX_OUTPUT_BYTES:]
-        if runner.events_fd in pending:
-            runner.kill()
-    finally:
-        selector.close()
-        os.close(runner.events_fd)
-        if runner.process.stdin is not None:
-            runner.process.stdin.close()
-        try:
-            runner.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            runner.process.wait()
-        runner.process.stdout.close()
-        runner.cleanup()
-    return events, output.decode("utf-8", "replace")
-
-
-def _parsed(lines: list[bytes]) -> list[dict[str, Any]]:
-    events = []
-    for line in lines:
-        try:
-            events.append(parse_event(line))
-        except BadEvent:
-            continue  # never trust the runner's output: skip what is not an event
-    return events
+    followed = follow(runner, VALIDATION_TIMEOUT_SECONDS, events.append)
+    return events, followed.output_tail

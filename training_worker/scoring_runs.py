@@ -15,12 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import shutil
 import stat
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +30,13 @@ from django.conf import settings
 
 from analyses.models import Session
 from training_worker import warm
-from training_worker.events import MAX_EVENT_BYTES, BadEvent, Status, parse_event
+from training_worker.events import Status
 from training_worker.prediction_table import column_names
+from training_worker.runner_output import follow
 from training_worker.sandbox import RunnerProcess, config_from_settings, spawn_runner
 from training_worker.trained_models import link_or_copy
 
 OUTPUT = "output/predictions.parquet"
-MAX_OUTPUT_BYTES = 64 * 1024  # the end of the scorer's console, for a message when it dies
 MODEL_FILES = {"model": "model.keras", "preprocessing": "preprocessing.joblib"}
 # Scoring sees no GPU: TensorFlow would take the memory of GPUs that training sessions hold.
 CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
@@ -180,60 +177,17 @@ def run(
     )
     space.runner = runner
     limit = timeout if timeout is not None else runner.limits.wall_clock_seconds
-    deadline = time.monotonic() + limit
     done: dict[str, Any] | None = None
-    pending = {runner.events_fd: b"", runner.process.stdout.fileno(): b""}
-    output = b""
-    timed_out = False
-    selector = selectors.DefaultSelector()
-    for fd in pending:
-        selector.register(fd, selectors.EVENT_READ)
-    try:
-        while runner.events_fd in pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            for key, _ in selector.select(timeout=min(left, 1.0)):
-                chunk = os.read(key.fd, 65536)
-                if not chunk:  # that end closed: the runner exited
-                    selector.unregister(key.fd)
-                    del pending[key.fd]
-                elif key.fd == runner.events_fd:
-                    *lines, pending[key.fd] = (pending[key.fd] + chunk).split(b"\n")
-                    for event in _parsed(lines):
-                        if event["type"] == "scored" and on_progress is not None:
-                            on_progress(event["rows"], event["of"])
-                        elif event["type"] == "done":
-                            done = event
-                    if len(pending[key.fd]) > MAX_EVENT_BYTES:  # never an event: keep nothing of it
-                        pending[key.fd] = b"\xff"
-                else:  # the user's prints and warnings: only the end matters, for a message
-                    output = (output + chunk)[-MAX_OUTPUT_BYTES:]
-        if runner.events_fd in pending:
-            runner.kill()
-    finally:
-        selector.close()
-        os.close(runner.events_fd)
-        if runner.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                runner.process.stdin.close()
-        try:
-            runner.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            runner.process.wait()
-        runner.process.stdout.close()
-        runner.cleanup()
-    return Outcome(done, output.decode("utf-8", "replace"), timed_out, runner.isolation)
 
+    def on_event(event: dict[str, Any]) -> None:
+        nonlocal done
+        if event["type"] == "scored" and on_progress is not None:
+            on_progress(event["rows"], event["of"])
+        elif event["type"] == "done":
+            done = event
 
-def _parsed(lines: list[bytes]) -> list[dict[str, Any]]:
-    events = []
-    for line in lines:
-        with contextlib.suppress(BadEvent):  # never trust the runner's output: skip what is not an event
-            events.append(parse_event(line))
-    return events
+    followed = follow(runner, limit, on_event)
+    return Outcome(done, followed.output_tail, followed.timed_out, runner.isolation)
 
 
 def check_outcome(outcome: Outcome, limit_text: str) -> None:
