@@ -205,22 +205,9 @@ class Runner:
         last = {"last_model": LAST_MODEL} if (self.workdir / LAST_MODEL).is_file() else {}
         return dict(ARTIFACTS) | last
 
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Announce a phase; turn whatever fails inside it into a UserCodeError naming it."""
-        self.emit({"type": "status", "status": Status.RUNNING.value, "phase": name})
-        try:
-            yield
-        except UserCodeError:
-            raise
-        except PreprocessingError as exc:
-            raise UserCodeError(phase=name, message=str(exc), traceback_text=traceback.format_exc()) from exc
-        except (Exception, SystemExit) as exc:
-            what, expected = PHASE_FAILURES.get(name, (f"The {name} step raised", ""))
-            error = describe_exception(exc, name, what, expected)
-            if error.tab is None:  # not the user's frames: show the whole traceback
-                error.traceback_text = traceback.format_exc()
-            raise error from exc
+    def phase(self, name: str) -> contextlib.AbstractContextManager:
+        what, expected = PHASE_FAILURES.get(name, (f"The {name} step raised", ""))
+        return announced_phase(self.emit, name, what, expected)
 
     def _life_cycle(self) -> bool:
         """All phases; returns whether training was interrupted."""
@@ -737,6 +724,24 @@ class Runner:
         # Files appear in output/ only once all were written: nothing half-saved is ever visible.
         for path in (*saved, MODEL_GRAPH_FILE, PROVENANCE_FILE):
             os.replace(self.partial_dir / Path(path).name, self.workdir / path)
+
+
+@contextlib.contextmanager
+def announced_phase(emit: Callable[[dict], None], name: str, what: str, expected: str = "") -> Iterator[None]:
+    """Announce a phase; turn whatever fails inside it into a UserCodeError naming it (``what``
+    failed, ``expected`` what would have been right). Shared by training and scoring runs."""
+    emit({"type": "status", "status": Status.RUNNING.value, "phase": name})
+    try:
+        yield
+    except UserCodeError:
+        raise
+    except PreprocessingError as exc:
+        raise UserCodeError(phase=name, message=str(exc), traceback_text=traceback.format_exc()) from exc
+    except (Exception, SystemExit) as exc:
+        error = describe_exception(exc, name, what, expected)
+        if error.tab is None:  # not the user's frames: show the whole traceback
+            error.traceback_text = traceback.format_exc()
+        raise error from exc
 
 
 PHASE_FAILURES = {

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import traceback
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +35,7 @@ from training_worker.events import Status
 from training_worker.metrics import DEFAULT_METRICS, custom_score_enabled, greater_is_better, metric_names
 from training_worker.prediction_table import prediction_frame, text_columns
 from training_worker.preprocessing import Preprocessing, PreprocessingError
-from training_worker.usercode import UserCodeError, compile_tab, describe_exception, execute_tab
+from training_worker.usercode import UserCodeError, compile_tab, execute_tab
 
 Emit = Callable[[dict[str, Any]], None]
 PHASE_FAILURES = {
@@ -65,21 +64,10 @@ class Scorer:
     def __init__(self, workdir: Path, job: dict[str, Any], emit: Emit) -> None:
         self.workdir, self.job, self.emit = workdir, job, emit
 
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Announce a phase; what fails inside it becomes a UserCodeError naming it (as the runner's)."""
-        self.emit({"type": "status", "status": Status.RUNNING.value, "phase": name})
-        try:
-            yield
-        except UserCodeError:
-            raise
-        except PreprocessingError as exc:
-            raise UserCodeError(phase=name, message=str(exc), traceback_text=traceback.format_exc()) from exc
-        except (Exception, SystemExit) as exc:
-            error = describe_exception(exc, name, PHASE_FAILURES.get(name, f"The {name} step raised"))
-            if error.tab is None:
-                error.traceback_text = traceback.format_exc()
-            raise error from exc
+    def phase(self, name: str) -> contextlib.AbstractContextManager:
+        from training_worker.runner import announced_phase
+
+        return announced_phase(self.emit, name, PHASE_FAILURES.get(name, f"The {name} step raised"))
 
     def run(self) -> int:
         """Load, then predict chunk by chunk into the output file; returns the rows scored."""
