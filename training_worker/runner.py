@@ -28,8 +28,10 @@ Exit codes: 0 after a done event, 2 when the event pipe is missing, 3 when stdin
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -215,12 +217,22 @@ class Runner:
             raise
         except PreprocessingError as exc:
             raise UserCodeError(phase=name, message=str(exc), traceback_text=traceback.format_exc()) from exc
+        except OSError as exc:
+            if name not in OUTPUT_PHASES or exc.errno not in DISK_FULL:
+                raise self._failure(name, exc) from exc
+            raise UserCodeError(  # the disk, not the code: say so, and that nothing was kept
+                phase=name, message=_disk_full_message(name, exc), traceback_text=traceback.format_exc()
+            ) from exc
         except (Exception, SystemExit) as exc:
-            what, expected = PHASE_FAILURES.get(name, (f"The {name} step raised", ""))
-            error = describe_exception(exc, name, what, expected)
-            if error.tab is None:  # not the user's frames: show the whole traceback
-                error.traceback_text = traceback.format_exc()
-            raise error from exc
+            raise self._failure(name, exc) from exc
+
+    @staticmethod
+    def _failure(name: str, exc: BaseException) -> UserCodeError:
+        what, expected = PHASE_FAILURES.get(name, (f"The {name} step raised", ""))
+        error = describe_exception(exc, name, what, expected)
+        if error.tab is None:  # not the user's frames: show the whole traceback
+            error.traceback_text = traceback.format_exc()
+        return error
 
     def _life_cycle(self) -> bool:
         """All phases; returns whether training was interrupted."""
@@ -737,6 +749,26 @@ class Runner:
         # Files appear in output/ only once all were written: nothing half-saved is ever visible.
         for path in (*saved, MODEL_GRAPH_FILE, PROVENANCE_FILE):
             os.replace(self.partial_dir / Path(path).name, self.workdir / path)
+
+
+# Phases that write the session's outputs (predictions.csv, the model): out of disk space there is
+# the worker's disk or the file size limit (RUNNER_MAX_FILE_MB), not the user's code.
+OUTPUT_PHASES = ("predict", "save")
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _disk_full_message(phase: str, exc: OSError) -> str:
+    what = "Saving the model" if phase == "save" else "Writing the test set's predictions"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    why = (
+        f"a file would have been larger than the largest file a session may write ({limit / 1024**2:g} MiB)"
+        if exc.errno == errno.EFBIG and limit != resource.RLIM_INFINITY
+        else "the worker's disk is full"
+    )
+    return (
+        f"{what} failed: {why} ({exc.strerror or exc}). Nothing was kept: no model or output of this "
+        "session is stored. Free disk space or ask an administrator, then train again."
+    )
 
 
 PHASE_FAILURES = {
