@@ -39,6 +39,11 @@ bench: setup
 	$(PY) -m bench.first_epoch
 	$(PY) -m bench.upload_schema --megabytes 200
 	$(PY) -m bench.runner_memory --rows 1000000
+	$(PY) -m bench.websocket_fanout
+	$(PY) -m bench.api_status_load
+	$(PY) -m bench.two_workers
+	if [ -n "$$REDIS_URL" ] && [ -n "$$DATABASE_URL" ]; then \
+	  $(PY) -m bench.websocket_fanout --distributed && $(PY) -m bench.api_status_load --distributed; fi
 
 $(UV):
 	python3 -m venv .tools

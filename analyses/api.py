@@ -9,9 +9,16 @@ import pandas as pd
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
 from django.db import transaction
 from django.http import Http404, HttpRequest
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from ninja import Body, Field, Form, NinjaAPI, Schema, Status
 from ninja import File as FileParam
@@ -61,6 +68,7 @@ from analyses.sessions import (
 from analyses.validation import validate_design
 from training_worker.defaults import default_architecture_code, default_multi_output_code
 from training_worker.metrics import metric_names
+from webapp import security
 
 MAX_PAGE = 1000
 
@@ -134,6 +142,21 @@ def bad_input(request, exc):
     return api.create_response(request, {"error": str(exc)}, status=400)
 
 
+# Bodies Django refuses to read: JSON errors rather than its HTML "Bad Request (400)" page.
+@api.exception_handler(RequestDataTooBig)
+def body_too_large(request, exc):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 2**20
+    message = f"The request body is larger than {limit:.1f} MB; send data as a file (multipart `file`)."
+    return api.create_response(request, {"error": message}, status=413)
+
+
+@api.exception_handler(TooManyFieldsSent)
+@api.exception_handler(TooManyFilesSent)
+@api.exception_handler(MultiPartParserError)
+def unreadable_body(request, exc):
+    return api.create_response(request, {"error": f"The request body cannot be read: {exc}"}, status=400)
+
+
 # ---------------------------------------------------------------- identity
 
 
@@ -144,9 +167,17 @@ class Credentials(Schema):
 
 @api.post("/token/", auth=None, tags=["identity"])
 def issue_token(request, payload: Credentials):
+    """Refused with 429 (and Retry-After) after too many failed logins (webapp.security)."""
+    address = security.client_address(request)
+    refused = security.throttled(payload.username, address)
+    if refused is not None:
+        response = api.create_response(request, {"error": refused}, status=429)
+        response["Retry-After"] = security.retry_after()
+        return response
     user = authenticate(request, username=payload.username, password=payload.password)
-    if user is None:
+    if user is None:  # counted by webapp.security (user_login_failed)
         raise HttpError(401, "Wrong username or password.")
+    security.record_success(payload.username, address)
     # Named for where it came from: the Profile page lists tokens by name.
     return {"token": ApiToken.issue(user, name="POST /api/token/").key}
 

@@ -14,10 +14,12 @@ images, and when an editor overrides a column's type to ``image`` against the da
 
 from __future__ import annotations
 
+import lzma
 import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -46,6 +48,20 @@ IMAGE_MAGIC = (
 CHUNK_BYTES = 1024 * 1024
 # Operating systems' own files that archivers add; not the user's data.
 IGNORED = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)")
+# What reading a damaged, encrypted or exotic entry raises (a corrupt deflate stream is a zlib.error,
+# an encrypted entry a RuntimeError, a local header's name flagged UTF-8 that is not a
+# UnicodeDecodeError): each becomes a DatasetError naming the entry, never a 500.
+ENTRY_ERRORS = (
+    zipfile.BadZipFile,
+    UnicodeDecodeError,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+    lzma.LZMAError,
+)
 # File names quoted in the message refusing a type override to image.
 MISSING_EXAMPLES = 3
 
@@ -71,7 +87,7 @@ def extract(path: Path, filename: str, images_dir: Path, target: Path, max_bytes
     """Images into ``images_dir`` (created), the index as Parquet at ``target``; DatasetError if bad."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (*ENTRY_ERRORS, ValueError) as exc:  # whatever a malformed directory makes zipfile raise
         raise DatasetError(f"{filename} is not a valid zip file ({exc}).") from None
     with archive:
         entries = [info for info in archive.infolist() if not IGNORED.search(info.filename)]
@@ -165,7 +181,7 @@ def _extract_images(
                         raise DatasetError(_too_big(filename, written, max_bytes))
                     out.write(chunk)
             _check_decodable(destination, info.filename, filename)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError) as exc:
+        except ENTRY_ERRORS as exc:
             raise DatasetError(f"{filename}: {info.filename} could not be extracted ({exc}).") from None
 
 
@@ -176,7 +192,9 @@ def _check_decodable(path: Path, entry: str, filename: str) -> None:
     try:
         with Image.open(path) as image:
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    # Whatever decoding raises means the same: DecompressionBombError (a few bytes declaring billions
+    # of pixels) is not an OSError, and a plugin may raise anything on a crafted file.
+    except (UnidentifiedImageError, Image.DecompressionBombError, Exception) as exc:
         message = f"{filename}: {entry} is not a readable image ({exc}); replace or remove it."
         raise DatasetError(message) from None
 
@@ -205,8 +223,12 @@ def _with_index(
     index_name = PurePosixPath(index.filename).name
     with tempfile.TemporaryDirectory() as scratch:
         csv_path = Path(scratch) / index_name
-        with archive.open(index) as source, open(csv_path, "wb") as out:
-            shutil.copyfileobj(source, out)
+        try:
+            with archive.open(index) as source, open(csv_path, "wb") as out:
+                shutil.copyfileobj(source, out)
+        except ENTRY_ERRORS as exc:
+            message = f"{filename}: its index {index.filename} could not be extracted ({exc})."
+            raise DatasetError(message) from None
         converted = ingest.convert(csv_path, index_name, target)
         index_source = sources.describe(converted.source, csv_path)
     known = set(images)

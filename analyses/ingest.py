@@ -140,7 +140,10 @@ def sniff(path: Path, filename: str) -> Source:
     text = _complete_lines(text, whole_file=len(raw) < SNIFF_BYTES)
     delimiter = _delimiter(text)
     quotechar = _quotechar(text, delimiter)
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quotechar), [])
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quotechar), [])
+    except csv.Error as exc:  # e.g. a field past the csv module's size limit
+        raise DatasetError(f"{filename}: the header row cannot be read as CSV ({exc}).") from None
     _check_header(header, filename)
     return Source(filename, "csv", compression, encoding, delimiter, quotechar, header)
 
@@ -178,7 +181,11 @@ def _delimiter(text: str) -> str:
     """The candidate that splits the header into most fields and every sample row into as many."""
     best, best_score = ",", (0.0, 1)
     for candidate in DELIMITERS:
-        records = [r for r in list(csv.reader(io.StringIO(text), delimiter=candidate))[:200] if r]
+        try:  # newline="": a lone \r ends a line, as it does for Arrow's parser
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=candidate)
+            records = [r for r in itertools.islice(reader, 200) if r]
+        except csv.Error:  # not this delimiter's CSV (a field past the csv module's size limit)
+            continue
         if not records or len(records[0]) < 2:
             continue
         width = len(records[0])
@@ -472,10 +479,13 @@ def _first_ragged_line(path: Path, source: Source) -> tuple[int, int] | None:
     opener = gzip.open if source.compression == "gzip" else open
     with opener(path, "rt", encoding=source.encoding, errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=source.delimiter, quotechar=source.quotechar)
-        width = len(next(reader, []))
-        for record in reader:
-            if record and len(record) != width:
-                return reader.line_num, len(record)
+        try:
+            width = len(next(reader, []))
+            for record in reader:
+                if record and len(record) != width:
+                    return reader.line_num, len(record)
+        except csv.Error:  # the caller falls back to Arrow's own message
+            return None
     return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -30,8 +31,9 @@ def group_name(session_id: int) -> str:
 
 
 def publish(session_id: int, event: dict[str, Any]) -> None:
-    """Send one event (already stored) to the session's watchers."""
-    message = {"type": "session.event", "event": event}
+    """Send one event (already stored) to the session's watchers, stamped ``sent_at`` (Unix seconds,
+    when it was handed to the channel layer: bench/websocket_fanout.py measures delivery from it)."""
+    message = {"type": "session.event", "event": {**event, "sent_at": time.time()}}
     try:
         layer = get_channel_layer()
         if layer is None:

@@ -10,6 +10,7 @@ only values already seen keep being counted; frequent values show up early).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -190,13 +191,18 @@ class _Accumulator:
         self.kmv = np.unique(np.concatenate([self.kmv, hashes]))[:KMV_SIZE]
 
     def _moments(self, values: np.ndarray) -> None:
+        # Infinities ("inf", 1e400) are kept in the file but left out of min, max, mean and std.
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            return
         # Chan et al.'s pairwise update: stable where a running sum of squares would not be.
-        n, mean = len(values), float(values.mean())
-        m2 = float(np.square(values - mean).sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # near 1e308: inf, reported as None
+            n, mean = len(values), float(values.mean())
+            m2 = float(np.square(values - mean).sum())
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
-        self.m2 += m2 + delta**2 * self.count * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total  # not delta**2: that raises past 1e154
         self.count = total
         low, high = float(values.min()), float(values.max())
         self.min = low if self.min is None else min(self.min, low)
@@ -231,11 +237,12 @@ class _Accumulator:
         stats: dict = {"missing": self.missing, "distinct": distinct, "distinct_approx": approx}
         if self.kind == "numeric":
             std = (self.m2 / (self.count - 1)) ** 0.5 if self.count > 1 else (0.0 if self.count else None)
+            # None for what overflowed (numbers near 1e308): JSON (and the database) has no infinity.
             stats |= {
-                "min": self.min,
-                "max": self.max,
-                "mean": self.mean if self.count else None,
-                "std": std,
+                "min": _finite(self.min),
+                "max": _finite(self.max),
+                "mean": _finite(self.mean) if self.count else None,
+                "std": _finite(std),
             }
         else:
             if self.kind == "date":
@@ -246,12 +253,19 @@ class _Accumulator:
 
 
 def _floats(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values, missing as NaN (bool columns count as 0/1)."""
-    return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+    """float64 values, missing as NaN (bool columns count as 0/1); integers past 2**53 rounded
+    (a safe cast refuses them: nanosecond times, long ids)."""
+    return pc.cast(array, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
 
 
 def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf": JSON has no infinity
     return value if isinstance(value, str | int | float | bool) else str(value)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 class StreamedStatistics:
@@ -278,9 +292,11 @@ class StreamedStatistics:
             for name, kind in self.types.items()
             if kind == "numeric"
             and results[name]["min"] is not None
+            and results[name]["max"] is not None
             and is_numeric_storage(parquet.schema_arrow.field(name).type)
         ]
         bins = {name: _bins(results[name]["min"], results[name]["max"]) for name in numeric}
+        numeric = [name for name in numeric if bins[name] is not None]  # no histogram numpy could draw
         known = {name: self._accumulators[name].value_counts() for name in numeric}
         counted = {name: _counted_histogram(*known[name], bins[name]) for name in numeric if known[name]}
         read = _read_histograms(parquet, {name: bins[name] for name in numeric if name not in counted})
@@ -300,8 +316,22 @@ def column_statistics(path: Path, types: dict[str, str]) -> dict[str, dict]:
 Bins = tuple[int, tuple[float, float]]  # equal-width bins: how many, over which range
 
 
-def _bins(low: float, high: float) -> Bins:
-    return (HISTOGRAM_BINS, (low, high)) if high > low else (1, (low, low + 1.0))
+def _bins(low: float, high: float) -> Bins | None:
+    """HISTOGRAM_BINS over [low, high] (one bin for a single value); fewer where the numbers are too
+    close for that many distinct edges (1e17 and 1e17 + 16), None where the span overflows (±1e308):
+    numpy refuses bins that would not have distinct, finite edges."""
+    if high <= low:
+        high = low + 1.0 if low + 1.0 > low else float(np.nextafter(low, math.inf))  # 1e17 + 1 is 1e17
+        number = 1
+    else:
+        number = HISTOGRAM_BINS
+    if not math.isfinite(high - low):
+        return None
+    while number >= 1:
+        if np.all(np.diff(np.linspace(low, high, number + 1)) > 0):
+            return number, (low, high)
+        number -= 1
+    return None
 
 
 def _counted_histogram(values: pa.Array, counts: np.ndarray, bins: Bins) -> np.ndarray:

@@ -124,12 +124,12 @@ def embedded_studio(data_dir: Path) -> Iterator[Studio]:
         _stop(studio)
 
 
-def _redis_url_for_tests(redis_url: str) -> str:
+def _redis_url_for_tests(redis_url: str, db: int = 13) -> str:
     """A Redis database of its own (flushed first) so no other queue's messages mix in."""
     import redis
 
     parsed = urlparse(redis_url)
-    url = urlunparse(parsed._replace(path="/13"))
+    url = urlunparse(parsed._replace(path=f"/{db}"))
     redis.Redis.from_url(url).flushdb()
     return url
 
@@ -151,31 +151,40 @@ def _fresh_postgres(database_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def distributed_studio(data_dir: Path, redis_url: str, database_url: str) -> Iterator[Studio]:
-    """Web (uvicorn) + a Celery worker process, on real Redis and PostgreSQL."""
+def distributed_studio(
+    data_dir: Path, redis_url: str, database_url: str, *, workers: int = 1, redis_db: int = 13
+) -> Iterator[Studio]:
+    """Web (uvicorn) + Celery worker processes (``workers``, one task slot each here), on real
+    Redis (database ``redis_db``, flushed: the benchmarks take another than the tests') and PostgreSQL."""
     with _fresh_postgres(database_url) as database:
         port = free_port()
         studio = Studio(f"http://127.0.0.1:{port}", data_dir, _base_env(data_dir), mode="distributed")
-        studio.env.update(REDIS_URL=_redis_url_for_tests(redis_url), DATABASE_URL=database)
+        studio.env.update(REDIS_URL=_redis_url_for_tests(redis_url, redis_db), DATABASE_URL=database)
         studio.manage("migrate", "--noinput")
         studio.manage("bootstrap", "--no-demo")
         web = _spawn(studio, [PYTHON, "manage.py", "serve", "--port", str(port)], "web.log")
         # The worker as `make worker` starts it: sized to its GPUs (none here: WORKER_GPUS=none).
         studio.env.update(WORKER_GPUS="none")
-        _spawn(
-            studio,
-            [PYTHON, "manage.py", "trainingworker", "--", "-n", f"journey-{port}@%h"],
-            "worker.log",
-        )
+        for number in range(workers):
+            suffix = f"-{number + 1}" if number else ""
+            _spawn(
+                studio,
+                [PYTHON, "manage.py", "trainingworker", "--", "-n", f"journey-{port}{suffix}@%h"],
+                f"worker{suffix}.log",
+            )
         try:
             _wait_healthy(studio, web)
             deadline = time.time() + 60
             while (
-                not requests.get(
-                    studio.base + "/api/health/", timeout=10, headers=Client(studio.base).headers
+                len(
+                    requests.get(
+                        studio.base + "/api/health/", timeout=10, headers=Client(studio.base).headers
+                    )
+                    .json()
+                    .get("workers")
+                    or []
                 )
-                .json()
-                .get("workers")
+                < workers
             ):
                 if time.time() > deadline:
                     raise RuntimeError(

@@ -19,6 +19,11 @@ EVENT_FD = 3  # the runner writes events here unless EVENT_FD_VARIABLE names ano
 EVENT_FD_VARIABLE = "DLS_EVENT_FD"
 MAX_EVENT_BYTES = 1_000_000  # a model summary of a huge network still fits; anything more is refused
 MAX_LOG_CHARS = 4_000
+# Epochs, batches and counts a runner may report: what a database integer column holds. The runner
+# runs user code, which can write forged events (tests/training_worker/test_sandbox.py).
+MAX_COUNT = 2**31 - 1
+MAX_METRICS = 1_000  # values per epoch event (every metric of every output, Train and Test)
+MAX_NAME_CHARS = 1_000  # a metric name holds a target column name: long ones exist
 
 
 class Status(StrEnum):
@@ -127,27 +132,31 @@ def parse_event(line: bytes) -> dict[str, Any]:
     """Validate one line from the runner; raises BadEvent on anything unexpected."""
     if len(line) > MAX_EVENT_BYTES:
         raise BadEvent(f"event of {len(line)} bytes exceeds {MAX_EVENT_BYTES}")
-    try:
-        event = json.loads(line)
+    try:  # NaN and infinities are not JSON (encode_event never writes them); a database refuses them
+        event = json.loads(line, parse_constant=_not_json)
     except ValueError as exc:
         raise BadEvent(f"not JSON: {exc}") from None
     if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
         raise BadEvent("not an event object with a known type")
     kind = event["type"]
     if kind == "epoch":
-        if not isinstance(event.get("epoch"), int) or not isinstance(event.get("values"), dict):
-            raise BadEvent("epoch event needs an integer epoch and a values object")
+        if not _count(event.get("epoch"), 1) or not isinstance(event.get("values"), dict):
+            raise BadEvent(f"epoch event needs an epoch from 1 to {MAX_COUNT} and a values object")
+        if len(event["values"]) > MAX_METRICS or any(
+            len(str(name)) > MAX_NAME_CHARS for name in event["values"]
+        ):
+            raise BadEvent(f"epoch event holds more than {MAX_METRICS} values or a name too long")
         event["values"] = clean_values(event["values"])
         event["seconds"] = clean_number(event.get("seconds")) or 0.0
     elif kind == "progress":
         for key in ("epoch", "batch", "of"):
-            if not isinstance(event.get(key), int):
-                raise BadEvent(f"progress event needs an integer {key}")
-        if event.get("epochs") is not None and not isinstance(event["epochs"], int):
-            raise BadEvent("progress event's epochs must be an integer")
+            if not _count(event.get(key)):
+                raise BadEvent(f"progress event needs an integer {key} from 0 to {MAX_COUNT}")
+        if event.get("epochs") is not None and not _count(event["epochs"]):
+            raise BadEvent(f"progress event's epochs must be an integer from 0 to {MAX_COUNT}")
     elif kind == "kept":
-        if not isinstance(event.get("epoch"), int) or event.get("keep") not in ("best", "last"):
-            raise BadEvent("kept event needs an integer epoch and keep best or last")
+        if not _count(event.get("epoch"), 1) or event.get("keep") not in ("best", "last"):
+            raise BadEvent("kept event needs an epoch from 1 and keep best or last")
         event["metric"] = str(event.get("metric", ""))[:200]
         event["value"] = clean_number(event.get("value"))
     elif kind == "done":
@@ -156,10 +165,14 @@ def parse_event(line: bytes) -> dict[str, Any]:
         event["final_metrics"] = clean_values(event.get("final_metrics") or {})
     elif kind == "log":
         event["text"] = str(event.get("text", ""))[:MAX_LOG_CHARS]
-    elif kind == "scored" and not all(_count(event.get(k)) for k in ("rows", "of")):
+    elif kind == "scored" and not all(_count(event.get(k), maximum=2**63 - 1) for k in ("rows", "of")):
         raise BadEvent("scored event needs integer rows and of, 0 or more")
     return event
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _count(value: Any, minimum: int = 0, maximum: int = MAX_COUNT) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum

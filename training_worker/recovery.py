@@ -1,5 +1,8 @@
 """Work whose worker is gone is marked failed ("worker lost"): sessions by their own heartbeat,
-batch scoring jobs by their worker's (training_worker.workers)."""
+batch scoring jobs by their worker's (training_worker.workers).
+
+The same loop re-dispatches queued work whose broker message was lost (training_worker.redispatch).
+"""
 
 from __future__ import annotations
 
@@ -60,16 +63,24 @@ def fail_lost_scoring_jobs(older_than_seconds: float) -> int:
 
 
 def start_reaper(lost_after_seconds: float) -> threading.Thread:
-    """A daemon thread of the web process that fails sessions whose supervisor went silent.
+    """A daemon thread of the web process that fails sessions whose supervisor went silent and,
+    in distributed mode, dispatches again queued work whose broker message was lost
+    (training_worker.redispatch).
 
     Several web processes may each run one: the updates are conditional, so they agree.
     """
+    from django.conf import settings
+
+    redispatch_after = float(getattr(settings, "SESSION_REDISPATCH_AFTER_SECONDS", 60))
 
     def reap_forever() -> None:
         from django.db import close_old_connections
 
+        from training_worker.redispatch import redispatch_lost_work
+
+        last_redispatch = time.monotonic()
         while True:
-            time.sleep(max(1.0, lost_after_seconds / 3))
+            time.sleep(max(1.0, min(lost_after_seconds, redispatch_after) / 3))
             try:
                 if count := fail_lost_sessions(lost_after_seconds):
                     log.warning("marked %s session(s) failed: worker lost", count)
@@ -77,6 +88,15 @@ def start_reaper(lost_after_seconds: float) -> threading.Thread:
                     log.warning("marked %s scoring job(s) failed: worker lost", count)
             except Exception:
                 log.warning("the reaper could not check sessions", exc_info=True)
+            finally:
+                close_old_connections()
+            if not settings.DISTRIBUTED or time.monotonic() - last_redispatch < redispatch_after / 3:
+                continue
+            last_redispatch = time.monotonic()
+            try:
+                redispatch_lost_work(redispatch_after)
+            except Exception:  # Redis away: the next pass tries again
+                log.warning("the reconciler could not check queued work", exc_info=True)
             finally:
                 close_old_connections()
 

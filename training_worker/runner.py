@@ -28,8 +28,10 @@ Exit codes: 0 after a done event, 2 when the event pipe is missing, 3 when stdin
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -726,6 +728,26 @@ class Runner:
             os.replace(self.partial_dir / Path(path).name, self.workdir / path)
 
 
+# Phases that write the session's outputs (predictions.csv, the model): out of disk space there is
+# the worker's disk or the file size limit (RUNNER_MAX_FILE_MB), not the user's code.
+OUTPUT_PHASES = ("predict", "save")
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _disk_full_message(phase: str, exc: OSError) -> str:
+    what = "Saving the model" if phase == "save" else "Writing the test set's predictions"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    why = (
+        f"a file would have been larger than the largest file a session may write ({limit / 1024**2:g} MiB)"
+        if exc.errno == errno.EFBIG and limit != resource.RLIM_INFINITY
+        else "the worker's disk is full"
+    )
+    return (
+        f"{what} failed: {why} ({exc.strerror or exc}). Nothing was kept: no model or output of this "
+        "session is stored. Free disk space or ask an administrator, then train again."
+    )
+
+
 @contextlib.contextmanager
 def announced_phase(emit: Callable[[dict], None], name: str, what: str, expected: str = "") -> Iterator[None]:
     """Announce a phase; turn whatever fails inside it into a UserCodeError naming it (``what``
@@ -738,6 +760,10 @@ def announced_phase(emit: Callable[[dict], None], name: str, what: str, expected
     except PreprocessingError as exc:
         raise UserCodeError(phase=name, message=str(exc), traceback_text=traceback.format_exc()) from exc
     except (Exception, SystemExit) as exc:
+        if isinstance(exc, OSError) and name in OUTPUT_PHASES and exc.errno in DISK_FULL:
+            raise UserCodeError(  # the disk, not the code: say so, and that nothing was kept
+                phase=name, message=_disk_full_message(name, exc), traceback_text=traceback.format_exc()
+            ) from exc
         error = describe_exception(exc, name, what, expected)
         if error.tab is None:  # not the user's frames: show the whole traceback
             error.traceback_text = traceback.format_exc()

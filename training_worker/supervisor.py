@@ -306,7 +306,9 @@ class Supervision:
             .first()
         )
         now = time.monotonic()
-        if row is None or row["abort_requested_at"] is not None:
+        # Deleted, aborted, or already final: the reaper failed it ("worker lost") while this
+        # supervisor was frozen or cut off from the database. Its runner must not train on unseen.
+        if row is None or row["abort_requested_at"] is not None or row["status"] not in ACTIVE:
             self.aborted = True
             self.runner.kill()
             return

@@ -43,6 +43,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webapp.security.ContentSecurityPolicyMiddleware",
+    "webapp.middleware.SyncChainMiddleware",  # last: the chain above runs on one thread (see there)
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -65,7 +67,10 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    # No persistent connections: under ASGI each request runs on a thread of its own, so a kept
+    # connection is never reused, only left open; 50 API clients exhausted PostgreSQL's 100 (500s,
+    # bench/api_status_load.py). Django's advice for ASGI; the workers open one per task anyway.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 else:
     DATABASES = {
         "default": {
@@ -89,6 +94,20 @@ if DISTRIBUTED:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The cache holds login-failure counters (webapp.security): shared through Redis by every web
+# process in the distributed deployment, in process memory otherwise.
+if DISTRIBUTED:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "dlstudio",
+            # A hung Redis must not hang logins: throttling gives up (and lets them through).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Celery (used only when DISTRIBUTED). Early ack + atomic claim in the task, never acks_late:
 # a redelivered training task would re-run from epoch 0 (see DESIGN.md, isolation and liveness).
@@ -100,6 +119,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Sessions are routed by what they ask for (training_worker.gpus.queue_for: training | training.gpu).
 CELERY_TASK_DEFAULT_QUEUE = "training"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A busy worker takes no next session (early ack would let it reserve one and sit on it for a whole
+# run while another worker idles, or lose it in a crash): it fetches only when a slot is free.
+CELERY_WORKER_DISABLE_PREFETCH = True
 # Pool children live on: each keeps a warm runner for its next session (training_worker.warm).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = None
 CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 1, minimum=1)
@@ -115,7 +137,10 @@ WARM_RUNNER = env_bool("WARM_RUNNER", True)
 RUNNER_PYTHON = env_str("RUNNER_PYTHON")  # default: the interpreter running the worker
 SESSION_HEARTBEAT_SECONDS = 5
 # A running session whose supervisor wrote no heartbeat for this long is marked failed ("worker lost").
-SESSION_LOST_AFTER_SECONDS = env_int("SESSION_LOST_AFTER_SECONDS", 60, minimum=3)
+SESSION_LOST_AFTER_SECONDS = env_int("SESSION_LOST_AFTER_SECONDS", 20, minimum=3)
+# Distributed mode: work queued this long whose broker message is gone is dispatched again
+# (training_worker/redispatch.py; the claim keeps a duplicate from training twice).
+SESSION_REDISPATCH_AFTER_SECONDS = env_int("SESSION_REDISPATCH_AFTER_SECONDS", 60, minimum=2)
 INTERRUPT_GRACE_SECONDS = env_int("INTERRUPT_GRACE_SECONDS", 60, minimum=1)
 # The runner's sandbox and limits (training_worker/sandbox.py, README "Sandbox"). auto: contain it as
 # far as the host allows and say on the session page what is missing; required: refuse to train
@@ -147,6 +172,10 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
+AUTHENTICATION_BACKENDS = [
+    "webapp.security.LoginThrottleBackend",  # refuses every login past the failure limits
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -157,8 +186,48 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the page scripts read it to call the JSON API
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# HTTPS=true: the studio is reached over HTTPS only (directly, or through a TLS-terminating proxy
+# whose X-Forwarded-Proto uvicorn trusts per FORWARDED_ALLOW_IPS: requests then arrive with the https
+# scheme, so SECURE_PROXY_SSL_HEADER stays unset; setting it would trust that header from anyone).
+# Cookies are sent over HTTPS only, plain HTTP is redirected, and HSTS is on. Off by default because
+# `make run` serves plain http://127.0.0.1. `manage.py check --deploy` is clean with HTTPS=true
+# (tests/security/test_settings.py).
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]  # the container health check probes plain HTTP inside
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", True)
+# Content-Security-Policy of every response (webapp.security): scripts only from our own static
+# files (no inline script, no eval); styles may be inline (CodeMirror and uPlot set them).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+# Failed logins (the login form and POST /api/token/) per username and client address, and per
+# address whatever the username: past the limit within the window, logging in answers 429.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_FAILURE_IP_LIMIT = env_int("LOGIN_FAILURE_IP_LIMIT", 100, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

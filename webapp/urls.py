@@ -5,10 +5,11 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 
 from analyses.api import api
+from webapp.security import ThrottledLoginView
 
 urlpatterns = [
     path("api/", api.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("analyses.pages")),

@@ -18,6 +18,14 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
+def _hostname(origin: str) -> str:
+    """The Origin header's host; "" for one that is not a URL ("http://[::1" makes urlparse raise)."""
+    try:
+        return urlparse(origin).hostname or ""
+    except ValueError:
+        return ""
+
+
 @database_sync_to_async
 def _user_for_token(key: str):
     from analyses.models import ApiToken
@@ -43,6 +51,6 @@ class TokenOrCookieAuthMiddleware:
             user = await _user_for_token(authorization.split(" ", 1)[1].strip())
             return await self.inner({**scope, "user": user}, receive, send)
         origin = _header(scope, b"origin")
-        if not origin or not validate_host(urlparse(origin).hostname or "", settings.ALLOWED_HOSTS):
+        if not origin or not validate_host(_hostname(origin), settings.ALLOWED_HOSTS):
             return await self.inner({**scope, "user": AnonymousUser()}, receive, send)
         return await self.cookie_stack(scope, receive, send)

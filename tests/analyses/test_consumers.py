@@ -62,6 +62,7 @@ def test_member_gets_a_snapshot_then_live_events(session, users):
         publisher.start()
         event = await communicator.receive_json_from(timeout=5)
         publisher.join()
+        assert isinstance(event.pop("sent_at"), float)  # when it was published (bench/websocket_fanout.py)
         assert event == {"type": "epoch", "epoch": 1, "seconds": 0.1, "values": {"Test Accuracy": 0.9}}
         await communicator.disconnect()
 

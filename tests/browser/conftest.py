@@ -40,7 +40,9 @@ def page():
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        # bypass_csp: Playwright's wait_for_function evaluates strings, which the Content-Security-
+        # Policy forbids (no 'unsafe-eval'); test_escaping.py checks the pages with the policy on.
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         page = context.new_page()
         page.set_default_timeout(30_000)
         yield page

@@ -224,6 +224,7 @@ def test_runner_dies_with_its_worker_and_the_session_is_marked_lost(studio, clie
     parents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
     (worker_child,) = parents - set(pids)
 
+    killed_at = time.time()
     os.kill(worker_child, signal.SIGKILL)  # the Celery child supervising the session dies
 
     deadline = time.time() + 15
@@ -233,3 +234,6 @@ def test_runner_dies_with_its_worker_and_the_session_is_marked_lost(studio, clie
     done = client.wait(session, timeout=90)
     assert done["status"] == "failed"
     assert "Worker lost" in done["error"]["message"]
+    # The heartbeat and the reaper. Killed mid-epoch, main process, whole process group, epochs
+    # kept, the next session: tests/journey/test_faults.py.
+    assert time.time() - killed_at < 30, "not marked lost within 30 s"

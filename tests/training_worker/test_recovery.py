@@ -1,42 +1,81 @@
-"""Work whose worker is gone is marked failed: scoring jobs by their worker's heartbeat."""
+"""A supervisor that comes back after the reaper failed its session (it was frozen, or cut off from
+the database, past SESSION_LOST_AFTER_SECONDS) must not let its runner train on unseen: it kills
+the runner and leaves the row as the reaper left it. The real supervisor and runner, in-process."""
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import pytest
-from django.utils import timezone
 
-from analyses.models import MLTask, ScoringJob, Session, Worker
+from analyses.datasets import store_dataset
+from analyses.models import MLTask, Session, SessionLog
 from tests.analyses.test_api import create_mltask
-from training_worker.recovery import JOB_LOST_MESSAGE, fail_lost_scoring_jobs
+from tests.digits_images import indexed_zip
+from training_worker.events import Status
+from training_worker.recovery import fail_lost_sessions
+from training_worker.supervisor import supervise
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the supervisor's relay thread writes the console
+
+# A custom image loader runs before TensorFlow's import: the runner is busy with user code in seconds.
+STALLING_LOADER = """\
+import time
 
 
-def test_a_running_scoring_job_fails_once_its_worker_stops_advertising(clients, project, dataset) -> None:
-    mltask = MLTask.objects.get(pk=create_mltask(clients["owner"], project, dataset).json()["id"])
-    session = Session.objects.create(mltask=mltask, design=mltask.design(), status="succeeded")
-    long_ago = timezone.now() - timezone.timedelta(minutes=5)
-    now = timezone.now()
-    Worker.objects.create(name="alive", host="h", slots=1, queues=["training"], started_at=now, last_seen=now)
-    Worker.objects.create(
-        name="gone", host="h", slots=1, queues=["training"], started_at=now, last_seen=long_ago
-    )
+def preprocess_image(path):
+    print("loading images", flush=True)
+    time.sleep(600)
+"""
 
-    def job(worker: str, started) -> ScoringJob:
-        return ScoringJob.objects.create(
-            session=session, dataset=dataset, status="running", worker=worker, started_at=started
-        )
 
-    on_alive, on_gone, never_seen, just_started = (
-        job("alive", long_ago),
-        job("gone", long_ago),
-        job("vanished", long_ago),
-        job("gone", now),  # too recent to judge: its worker may not have said anything yet
-    )
-    assert fail_lost_scoring_jobs(60) == 2
-    for kept in (on_alive, just_started):
-        kept.refresh_from_db()
-        assert kept.status == "running"
-    for lost in (on_gone, never_seen):
-        lost.refresh_from_db()
-        assert lost.status == "failed" and lost.error["message"] == JOB_LOST_MESSAGE and lost.ended_at
+def processes_on(workdir: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(workdir).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_supervisor_back_after_its_session_was_reaped_kills_its_runner(
+    settings, clients, project, users, tmp_path
+):
+    settings.DATA_DIR = tmp_path / "data"
+    settings.MEDIA_ROOT = settings.DATA_DIR / "files"
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    upload = tmp_path / "digits.zip"
+    upload.write_bytes(indexed_zip(20))
+    dataset = store_dataset(project, upload, "digits.zip", "digits", users["owner"], upload.stat().st_size)
+    mltask = create_mltask(clients["owner"], project, dataset, target="digit").json()
+    design = mltask["design"]
+    design["preprocessing_code"] = STALLING_LOADER
+    for feature in design["features"]:
+        if feature["type"] == "image":
+            feature["handling"] = {"loader": "custom"}
+    session = Session.objects.create(mltask=MLTask.objects.get(pk=mltask["id"]), design=design)
+
+    supervisor = threading.Thread(target=supervise, args=(session.pk, "frozen-worker"), daemon=True)
+    supervisor.start()
+    deadline = time.monotonic() + 60
+    while not SessionLog.objects.filter(session=session, text="loading images").exists():
+        assert supervisor.is_alive() and time.monotonic() < deadline, Session.objects.get(pk=session.pk).error
+        time.sleep(0.1)
+    workdir = (settings.DATA_DIR / "sessions" / str(session.pk)).resolve()
+    assert processes_on(workdir), "the runner is not running"
+
+    # What the reaper does once the heartbeat is stale (here at once: the threshold is in the future).
+    assert fail_lost_sessions(older_than_seconds=-60) == 1
+    reaped = time.monotonic()
+    supervisor.join(30)
+
+    assert not supervisor.is_alive(), "the supervisor went on supervising a failed session"
+    assert time.monotonic() - reaped < 10
+    assert processes_on(workdir) == [], "its runner trains on"
+    session.refresh_from_db()
+    assert session.status == Status.FAILED and session.error["message"].startswith("Worker lost")

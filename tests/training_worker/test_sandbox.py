@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sysconfig
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -599,6 +600,131 @@ def test_floods_of_output_and_events_are_capped(settings, run_hostile) -> None:
     # The forged done event is taken for what it is, the runner's word, but points nowhere outside.
     contained("forged event artifacts", session.artifacts == {}, session.artifacts)
     contained("event pipe flood", session.status in (Status.SUCCEEDED, Status.FAILED), session.status)
+    assert_nothing_left(result)
+
+
+DODGER = """\
+import os, signal, time
+
+
+def preprocess_image(path):
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                   signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP):
+        signal.signal(number, signal.SIG_IGN)
+    if os.fork() == 0:  # a child in a session of its own: outside the runner's process group
+        os.setsid()
+        while True:
+            time.sleep(0.1)
+    print("dodging interrupts", flush=True)
+    while True:  # never reaches the end of a batch, where the interrupt is honoured
+        time.sleep(0.1)
+"""
+
+
+@hostile
+def test_ignoring_signals_does_not_dodge_an_interrupt(settings, run_hostile) -> None:
+    """Signal handlers overridden, a child escaped to its own session: the interrupt is not
+    honoured, so the supervisor kills the runner (and its cgroup, child included) after the grace."""
+    from analyses.sessions import request_interrupt
+
+    settings.INTERRUPT_GRACE_SECONDS = 2
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: outcome.update(run_hostile(DODGER)), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not SessionLog.objects.filter(text="dodging interrupts").exists():
+        assert time.monotonic() < deadline and worker.is_alive(), "the snippet never started"
+        time.sleep(0.2)
+    asked = time.monotonic()
+    request_interrupt(Session.objects.get(pk=SessionLog.objects.get(text="dodging interrupts").session_id))
+    worker.join(timeout=60)
+    took = time.monotonic() - asked
+    session = outcome["session"]
+    contained(
+        "ignore signals to dodge an interrupt",
+        not worker.is_alive() and session.status == Status.ABORTED and took < 2 + 15,
+        (session.status, session.error, took),
+    )
+    assert session.error["message"] == "Did not stop within 2 s of the interrupt, so it was killed."
+    try:
+        assert_nothing_left(outcome)
+    except AssertionError as exc:
+        contained("escape the process group (setsid child)", False, exc)
+    contained("escape the process group (setsid child)", True)
+
+
+PATCHED_CALLBACKS = """\
+import json, os
+import keras
+import training_worker.callbacks as platform
+
+EVENTS = int(os.environ["DLS_EVENT_FD"])
+
+
+def send(event):
+    os.write(EVENTS, (json.dumps(event) + "\\n").encode())
+
+
+def forged_epoch_end(self, epoch, logs=None):
+    # Metrics for epochs that cannot exist, for "another session", far too many of them.
+    send({"type": "epoch", "epoch": 10**30, "seconds": 1, "values": {"Test Accuracy": 1.0}})
+    send({"type": "epoch", "epoch": -1, "seconds": 1, "values": {"Test Accuracy": 1.0}})
+    send({"type": "epoch", "epoch": 2**40, "seconds": 1, "values": {"Test Accuracy": 1.0}})
+    send({"type": "epoch", "epoch": 7, "session": {other}, "session_id": {other}, "seconds": 1,
+          "values": {"Test Accuracy": 1.0}})
+    send({"type": "epoch", "epoch": 8, "seconds": 1, "values": {f"m{i}": i for i in range(20000)}})
+    send({"type": "progress", "epoch": -3, "batch": 2**70, "of": -1, "epochs": -5})
+    send({"type": "kept", "epoch": -1, "keep": "best", "metric": "x" * 10000})
+    raise RuntimeError("the platform's callbacks were patched")
+
+
+platform.EpochEventCallback.on_epoch_end = forged_epoch_end
+
+
+def build_model(input_shapes, n_classes):
+    inputs = keras.Input(shape=input_shapes["main"], name="main")
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(inputs))
+
+
+def compile_model(model):
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+"""
+
+
+@hostile
+def test_patched_callbacks_cannot_forge_beyond_their_session_or_break_the_worker(
+    clients, project, users, tmp_path: Path, run_hostile
+) -> None:
+    """The Architecture tab patches the platform's epoch callback: it sends forged events (impossible
+    epochs, another session's id, thousands of metrics) and then raises. The supervisor refuses
+    what no session could have sent, stores the rest as this session's own, and the session fails
+    naming the patched callback's error; another session's stored epochs are untouched."""
+    from analyses.models import EpochMetric
+
+    iris = stored(project, users["owner"], tmp_path, "iris.csv", iris_csv())
+    other = session_with(clients, project, iris, "species", "# another session", "architecture")
+    EpochMetric.objects.create(session=other, epoch=7, seconds=1.0, values={"Test Accuracy": 0.5})
+    result = run_hostile(
+        PATCHED_CALLBACKS.replace("{other}", str(other.pk)), tab="architecture", dataset=iris
+    )
+    session = result["session"]
+    epochs = list(EpochMetric.objects.filter(session=session).values_list("epoch", flat=True))
+    others = list(EpochMetric.objects.filter(session=other).values_list("epoch", "values"))
+    contained(
+        "patch the platform's callbacks to forge metrics",
+        others == [(7, {"Test Accuracy": 0.5})]
+        and all(1 <= epoch <= 10**6 for epoch in epochs)
+        and 0 <= session.epochs_done <= 10**6,
+        (others, epochs, session.epochs_done, session.progress),
+    )
+    contained(
+        "patch the platform's callbacks to break the worker",
+        session.status == Status.FAILED
+        and "the platform's callbacks were patched" in session.error["message"],
+        session.error,
+    )
+    assert session.error["tab"] == "architecture", session.error
     assert_nothing_left(result)
 
 
