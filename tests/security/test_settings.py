@@ -45,7 +45,9 @@ def deploy_check(tmp_path: Path, **env: str) -> dict:
     environment = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DEBUG", "HTTPS", "SECRET_KEY", "DATA_DIR") and not key.startswith("HSTS_")
+        # DJANGO_ALLOW_ASYNC_UNSAFE: set by tests/run.sh for the browser tests, never in a deployment.
+        if key not in ("DEBUG", "HTTPS", "SECRET_KEY", "DATA_DIR", "DJANGO_ALLOW_ASYNC_UNSAFE")
+        and not key.startswith("HSTS_")
     }
     environment |= {
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
