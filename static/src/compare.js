@@ -4,6 +4,7 @@
 import { getJSON } from "./lib/api.js";
 import { metricBase } from "./lib/charts.js";
 import { metricChoices, OverlaidCurves, SESSION_COLORS } from "./lib/compare_charts.js";
+import { codeDiffBlock, settingRow } from "./lib/design_diff.js";
 import { $, el, formatNumber, pageData, showMessage, statusChip } from "./lib/dom.js";
 import { formatDuration } from "./lib/sessions_table.js";
 
@@ -85,20 +86,6 @@ function showFinalMetrics(sessions) {
 
 // ---------------------------------------------------------------- diff
 
-function settingText(value, change, side) {
-  if ((change === "added" && side === "before") || (change === "removed" && side === "after")) return "(not set)";
-  if (value === null || value === undefined) return "–";
-  return typeof value === "object" ? JSON.stringify(value) : String(value);
-}
-
-function diffLineClass(line) {
-  if (line.startsWith("+++") || line.startsWith("---")) return "diff-file";
-  if (line.startsWith("@@")) return "diff-hunk";
-  if (line.startsWith("+")) return "diff-add";
-  if (line.startsWith("-")) return "diff-del";
-  return "diff-context";
-}
-
 function showDiff(answer) {
   const { a, b, settings, code } = answer;
   const changedCode = code.filter((item) => item.changed);
@@ -108,30 +95,11 @@ function showDiff(answer) {
   $("#settings-diff-block").hidden = settings.length === 0;
   $("#settings-diff-a").textContent = `Session ${a.id}`;
   $("#settings-diff-b").textContent = `Session ${b.id}`;
-  $("#settings-diff tbody").replaceChildren(
-    ...settings.map((item) =>
-      el(
-        "tr",
-        { dataset: { path: item.path }, className: `setting-${item.change}` },
-        el("td", { className: "mono" }, item.path),
-        el("td", { className: "mono diff-before" }, settingText(item.before, item.change, "before")),
-        el("td", { className: "mono diff-after" }, settingText(item.after, item.change, "after")),
-      ),
-    ),
-  );
+  $("#settings-diff tbody").replaceChildren(...settings.map(settingRow));
   $("#code-diffs").replaceChildren(
     ...code.map((item) =>
       item.changed
-        ? el(
-            "details",
-            { className: "code-diff", open: true, dataset: { code: item.name } },
-            el("summary", {}, `${item.label} code`),
-            el(
-              "pre",
-              { className: "diff-block" },
-              ...item.diff.split("\n").map((line) => el("span", { className: `diff-line ${diffLineClass(line)}` }, line || " ")),
-            ),
-          )
+        ? codeDiffBlock(item)
         : el("p", { className: "muted small", dataset: { code: item.name } }, `${item.label} code: no change.`),
     ),
   );

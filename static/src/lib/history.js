@@ -6,6 +6,7 @@
 //   HH:MM" with Reload and Compare, and the form keeps the user's edits until they choose.
 // - showConflict: what a refused (409) save carries: who saved since and the diff to the base.
 import { ApiError, getJSON, postJSON } from "./api.js";
+import { codeDiffBlock, settingRow } from "./design_diff.js";
 import { $, el, showMessage } from "./dom.js";
 
 const PAGE_SIZE = 50;
@@ -37,20 +38,6 @@ function when(iso) {
 
 // ---------------------------------------------------------------- a diff, line-coloured
 
-function lineClass(line) {
-  if (line.startsWith("+++") || line.startsWith("---")) return "diff-file";
-  if (line.startsWith("@@")) return "diff-hunk";
-  if (line.startsWith("+")) return "diff-add";
-  if (line.startsWith("-")) return "diff-del";
-  return "diff-context";
-}
-
-function settingText(value, change, side) {
-  if ((change === "added" && side === "before") || (change === "removed" && side === "after")) return "(not set)";
-  if (value === null || value === undefined) return "–";
-  return typeof value === "object" ? JSON.stringify(value) : String(value);
-}
-
 // `answer`: {code: [{name, label, changed, diff}], settings: [{path, before, after, change}], same}.
 export function diffNodes(answer, beforeLabel, afterLabel) {
   if (answer.same) return [el("p", { className: "muted small" }, "Same code and settings.")];
@@ -61,36 +48,11 @@ export function diffNodes(answer, beforeLabel, afterLabel) {
         "table",
         { className: "table table-compact settings-diff" },
         el("thead", {}, el("tr", {}, el("th", {}, "Setting"), el("th", {}, beforeLabel), el("th", {}, afterLabel))),
-        el(
-          "tbody",
-          {},
-          ...answer.settings.map((item) =>
-            el(
-              "tr",
-              { className: `setting-${item.change}`, dataset: { path: item.path } },
-              el("td", { className: "mono" }, item.path),
-              el("td", { className: "mono diff-before" }, settingText(item.before, item.change, "before")),
-              el("td", { className: "mono diff-after" }, settingText(item.after, item.change, "after")),
-            ),
-          ),
-        ),
+        el("tbody", {}, ...answer.settings.map(settingRow)),
       ),
     );
   }
-  for (const item of answer.code.filter((code) => code.changed)) {
-    nodes.push(
-      el(
-        "details",
-        { className: "code-diff", open: true, dataset: { code: item.name } },
-        el("summary", {}, `${item.label} code`),
-        el(
-          "pre",
-          { className: "diff-block" },
-          ...item.diff.split("\n").map((line) => el("span", { className: `diff-line ${lineClass(line)}` }, line || " ")),
-        ),
-      ),
-    );
-  }
+  for (const item of answer.code.filter((code) => code.changed)) nodes.push(codeDiffBlock(item));
   return nodes;
 }
 
