@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -30,7 +31,9 @@ def dispatch_session(session_id: int) -> None:
         request = ((design.get("training") or {}).get("runtime") or {}).get("gpus")
         train_session.apply_async(args=[session_id], queue=queue_for(request))
     else:
-        embedded_executor().submit(_run_embedded, session_id)
+        from training_worker.supervisor import supervise
+
+        embedded_executor().submit(_run_embedded, "training session", supervise, session_id)
 
 
 def embedded_executor() -> ThreadPoolExecutor:
@@ -49,14 +52,14 @@ def embedded_slots() -> int:
     return settings.EMBEDDED_WORKERS or worker_slots(local_gpus())
 
 
-def _run_embedded(session_id: int) -> None:
-    from training_worker.supervisor import supervise
-
+def _run_embedded(what: str, run: Callable[..., None], object_id: int) -> None:
+    """A thread of the embedded pool runs ``run(object_id, worker_name="embedded")``: with fresh
+    database connections, and never letting an exception kill the pool's thread."""
     close_old_connections()
     try:
-        supervise(session_id, worker_name="embedded")
+        run(object_id, worker_name="embedded")
     except Exception:
-        log.exception("training session %s crashed in the embedded dispatcher", session_id)
+        log.exception("%s %s crashed in the embedded dispatcher", what, object_id)
     finally:
         close_old_connections()
 
@@ -80,6 +83,6 @@ def dispatch_scoring(job_id: int) -> None:
 
         score_dataset.apply_async(args=[job_id], queue="training")
     else:
-        from training_worker.scoring_jobs import run_embedded
+        from training_worker.scoring_jobs import run_scoring_job
 
-        embedded_executor().submit(run_embedded, job_id)
+        embedded_executor().submit(_run_embedded, "scoring job", run_scoring_job, job_id)

@@ -23,7 +23,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from analyses.models import Dataset, ScoringJob
@@ -184,17 +183,6 @@ class AlignedRows:
             self.buffer = checked if self.buffer is None else pa.concat_tables([self.buffer, checked])
         piece, self.buffer = self.buffer.slice(0, rows), self.buffer.slice(rows)
         return piece.combine_chunks()
-
-
-def run_embedded(job_id: int) -> None:
-    """The embedded dispatcher's entry (a thread of the web process)."""
-    close_old_connections()
-    try:
-        run_scoring_job(job_id, worker_name="embedded")
-    except Exception:
-        log.exception("scoring job %s crashed in the embedded dispatcher", job_id)
-    finally:
-        close_old_connections()
 
 
 def recover_embedded_jobs() -> tuple[int, int]:

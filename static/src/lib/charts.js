@@ -38,28 +38,32 @@ function seriesOptions(name) {
   };
 }
 
-// A dashed vertical line at the kept epoch, labelled, over the plot area (canvas pixels).
-function drawKeptEpoch(plot, epoch) {
-  if (epoch === null || epoch === undefined) return;
+// A dashed vertical line at x (data units) over the plot area, labelled; for draw hooks (the kept
+// epoch here; thresholds and guides in the model report). Nothing when x is zoomed out of view.
+export function drawVerticalLine(plot, x, color, label) {
+  if (x === null || x === undefined) return;
   const { left, top, width, height } = plot.bbox;
-  const x = Math.round(plot.valToPos(epoch, "x", true));
-  if (!Number.isFinite(x) || x < left - 1 || x > left + width + 1) return; // zoomed away from it
+  const px = Math.round(plot.valToPos(x, "x", true));
+  if (!Number.isFinite(px) || px < left - 1 || px > left + width + 1) return;
   const ratio = uPlot.pxRatio || 1;
   const ctx = plot.ctx;
   ctx.save();
-  ctx.strokeStyle = KEPT_COLOR;
+  ctx.strokeStyle = color;
   ctx.lineWidth = 1.5 * ratio;
   ctx.setLineDash([5 * ratio, 4 * ratio]);
   ctx.beginPath();
-  ctx.moveTo(x, top);
-  ctx.lineTo(x, top + height);
+  ctx.moveTo(px, top);
+  ctx.lineTo(px, top + height);
   ctx.stroke();
   ctx.setLineDash([]);
-  ctx.fillStyle = KEPT_COLOR;
-  ctx.font = `600 ${11 * ratio}px system-ui, sans-serif`;
-  const nearRight = x > left + width - 60 * ratio;
-  ctx.textAlign = nearRight ? "right" : "left";
-  ctx.fillText("★ kept", x + (nearRight ? -4 : 4) * ratio, top + 12 * ratio);
+  if (label) {
+    ctx.fillStyle = color;
+    ctx.font = `600 ${11 * ratio}px system-ui, sans-serif`;
+    // The label goes left of the line where it would not fit right of it.
+    const nearRight = px + ctx.measureText(label).width + 8 * ratio > left + width;
+    ctx.textAlign = nearRight ? "right" : "left";
+    ctx.fillText(label, px + (nearRight ? -4 : 4) * ratio, top + 12 * ratio);
+  }
   ctx.restore();
 }
 
@@ -76,7 +80,7 @@ function chartOptions(base, names, width, keptEpoch = () => null) {
     series: [{ label: "epoch", value: (u, v) => (v === null || v === undefined ? "–" : String(v)) }, ...names.map(seriesOptions)],
     cursor: { drag: { x: true, y: false } },
     legend: { live: true },
-    hooks: { draw: [(plot) => drawKeptEpoch(plot, keptEpoch())] },
+    hooks: { draw: [(plot) => drawVerticalLine(plot, keptEpoch(), KEPT_COLOR, "★ kept")] },
   };
 }
 

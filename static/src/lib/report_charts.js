@@ -78,32 +78,8 @@ export function scatterSeries(label, color) {
   return { label, color, width: 0, paths: () => null, points: { show: true, size: 4, width: 0, fill: `${color}99` } };
 }
 
-// Draws a vertical line at x (data units) over the plot area, labelled; for draw hooks.
-export function drawVerticalLine(plot, x, color, label) {
-  if (x === null || x === undefined) return;
-  const { left, top, width, height } = plot.bbox;
-  const px = Math.round(plot.valToPos(x, "x", true));
-  if (!Number.isFinite(px) || px < left - 1 || px > left + width + 1) return;
-  const ratio = uPlot.pxRatio || 1;
-  const ctx = plot.ctx;
-  ctx.save();
-  ctx.strokeStyle = color;
-  ctx.lineWidth = 1.5 * ratio;
-  ctx.setLineDash([5 * ratio, 4 * ratio]);
-  ctx.beginPath();
-  ctx.moveTo(px, top);
-  ctx.lineTo(px, top + height);
-  ctx.stroke();
-  ctx.setLineDash([]);
-  if (label) {
-    ctx.fillStyle = color;
-    ctx.font = `600 ${11 * ratio}px system-ui, sans-serif`;
-    const nearRight = px > left + width - 90 * ratio;
-    ctx.textAlign = nearRight ? "right" : "left";
-    ctx.fillText(label, px + (nearRight ? -4 : 4) * ratio, top + 12 * ratio);
-  }
-  ctx.restore();
-}
+// The same dashed, labelled line as the learning curves' kept epoch.
+export { drawVerticalLine } from "./charts.js";
 
 // Draws a ring at (x, y) in data units, labelled; for draw hooks (the threshold on the ROC curve).
 export function drawMarker(plot, x, y, color, label) {
